@@ -1,0 +1,37 @@
+"""Shared fixtures: where the reference material lives, and offline settings for every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+GOLDEN_FILE = SHARED / "golden" / "musc_small.npz"
+MVTEC_ROOT = SHARED / "data" / "mvtec_ad"
+
+# Nothing may download during tests: a missing weight must fail at once, not hang on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def golden_path() -> Path:
+    if not GOLDEN_FILE.is_file():
+        pytest.skip(f"reference figures not found at {GOLDEN_FILE} (the ../shared folder beside the checkout)")
+    return GOLDEN_FILE
+
+
+@pytest.fixture(scope="session")
+def golden(golden_path: Path) -> dict[str, np.ndarray]:
+    with np.load(golden_path) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def mvtec_root() -> Path:
+    if not (MVTEC_ROOT / "bottle" / "test").is_dir():
+        pytest.skip(f"MVTec AD bottle data not found at {MVTEC_ROOT} (the ../shared folder beside the checkout)")
+    return MVTEC_ROOT
