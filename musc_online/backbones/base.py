@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +41,19 @@ class Backbone(nn.Module):
 
     @torch.inference_mode()
     def extract(self, images: list[np.ndarray], device: torch.device | str = "cpu") -> BackboneOutput:
-        """Preprocess and run a batch of images on ``device``."""
-        return self(self.preprocess(images).to(device))
+        """Preprocess and run a batch of images on ``device`` (in half precision on CUDA, for speed)."""
+        device = torch.device(device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+            return self(self.preprocess(images).to(device))
 
 
 class WeightsNotFoundError(FileNotFoundError):
     """Raised when a backbone's pretrained weights are neither in the local cache nor given as a file."""
+
+
+def checked_layers(layers: Sequence[int], valid: range, what: str) -> tuple[int, ...]:
+    """Return ``layers`` as a tuple after checking it is non-empty, increasing and inside ``valid``."""
+    chosen = tuple(int(layer) for layer in layers)
+    if not chosen or any(layer not in valid for layer in chosen) or list(chosen) != sorted(set(chosen)):
+        raise ValueError(f"layers must be increasing {what} in [{valid.start}, {valid.stop - 1}], got {tuple(layers)}")
+    return chosen
