@@ -1,0 +1,23 @@
+"""The ``musc-online`` command: evaluate, replay, review and watch MuSc inspection."""
+
+from __future__ import annotations
+
+import typer
+
+from musc_online.cli.eval_command import eval_command
+
+app = typer.Typer(
+    help="musc-online: zero-shot visual inspection with MuSc (batch evaluation and line tools).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("eval")(eval_command)
+
+
+@app.callback()
+def main() -> None:
+    """Zero-shot visual inspection with MuSc: batch evaluation now; replay, daemon tools and review to come."""
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Time batch MuSc: backbone, then LNAMD + MSM + map assembly ("features to maps"), per image.
+
+Two ways to run it:
+- real images: ``--root ../shared/data/mvtec_ad --category bottle --backbone efficientnet_lite0 --size 320``
+  scores the category's test set (the CPU target: features to maps within 60 s on 2 cores);
+- paper settings on a GPU: ``--backbone ViT-L-14-336 --random-weights --size 518 --images 200``
+  uses synthetic images and a random-init ViT-L (timing only: the scores mean nothing).
+Prints a summary and, with ``--json``, writes the figures with the machine and settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+
+from musc_online.backbones import create_backbone, default_settings
+from musc_online.backbones.open_clip_vit import OpenClipViT
+from musc_online.batch import MuscSettings, score_patches
+from musc_online.datasets import list_samples, load_image
+from musc_online.evaluation import Features, extract_features
+from musc_online.lnamd import lnamd
+from musc_online.msm import msm
+
+
+def random_open_clip_vit(model_name: str, image_size: int, layers: tuple[int, ...]) -> OpenClipViT:
+    """A RANDOM-INIT open_clip ViT of the real architecture, for timing where no weights can be had."""
+    model = open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
+    return OpenClipViT(model.visual, f"{model_name} (random weights, timing only)", layers)
+
+
+def synthetic_features(backbone, count: int, batch_size: int, device: torch.device) -> Features:
+    """Backbone features of ``count`` random-noise images (shapes and timing are what matters here)."""
+    rng = np.random.default_rng(0)
+    pool = [rng.integers(0, 256, size=(backbone.image_size, backbone.image_size, 3), dtype=np.uint8) for _ in range(8)]
+    layers, image_features = None, []
+    keep = torch.float16 if device.type == "cuda" else torch.float32
+    for start in range(0, count, batch_size):
+        out = backbone.extract([pool[i % len(pool)] for i in range(start, min(start + batch_size, count))], device)
+        layers = [[] for _ in out.patch_features] if layers is None else layers
+        for store, grid in zip(layers, out.patch_features, strict=True):
+            store.append(grid.to(keep))
+        image_features.append(out.image_features.float())
+    return Features([torch.cat(s) for s in layers], torch.cat(image_features))
+
+
+def timed(device: torch.device, work):
+    """Run ``work()`` and return (result, seconds), synchronising CUDA around it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def half_precision_error(features: Features, settings: MuscSettings) -> float:
+    """Largest |score difference| of one scoring set between the GPU's fp16 GEMMs and float32 on the CPU."""
+    first = lnamd(features.layer_maps[0][:32], settings.r_list[0])
+    return float((msm(first, settings.topmin_max).cpu() - msm(first.cpu().float(), settings.topmin_max)).abs().max())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--random-weights", action="store_true", help="random-init open_clip ViT (timing only)")
+    parser.add_argument("--root", type=Path, help="dataset root with real images (else synthetic images)")
+    parser.add_argument("--layout", default="mvtec")
+    parser.add_argument("--category", default="bottle")
+    parser.add_argument("--images", type=int, default=200, help="set size N for synthetic images")
+    parser.add_argument("--r-list", default="1,3,5")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    size, layers = default_settings(args.backbone)
+    size = args.size or size
+    if args.random_weights:
+        backbone = random_open_clip_vit(args.backbone, size, layers)
+    else:
+        backbone = create_backbone(args.backbone, image_size=size)
+    backbone = backbone.to(device)
+    settings = MuscSettings(r_list=tuple(int(r) for r in args.r_list.split(",")))
+
+    if args.root:
+        paths = [s.path for s in list_samples(args.root, args.layout, args.category)]
+        load_image(paths[0])  # warm the decoder outside the timing
+        features, backbone_s = timed(device, lambda: extract_features(backbone, paths, device, args.batch_size))
+    else:
+        synthetic_features(backbone, args.batch_size, args.batch_size, device)  # warm-up (cuDNN, allocator)
+        features, backbone_s = timed(device, lambda: synthetic_features(backbone, args.images, args.batch_size, device))
+    count = features.image_features.shape[0]
+    score_patches([m[:4] for m in features.layer_maps], settings)  # warm-up
+    _, scoring_s = timed(device, lambda: score_patches(features.layer_maps, settings))
+
+    figures = {
+        "machine": {
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "settings": {
+            "backbone": backbone.name,
+            "image_size": size,
+            "layers": list(backbone.layers),
+            "r_list": list(settings.r_list),
+            "images": count,
+            "source": f"{args.root}/{args.category}" if args.root else "synthetic",
+            "grids": [list(m.shape[1:]) for m in features.layer_maps],
+        },
+        "seconds": {"backbone": backbone_s, "features_to_maps": scoring_s},
+        "ms_per_image": {
+            "backbone": 1e3 * backbone_s / count,
+            "features_to_maps": 1e3 * scoring_s / count,
+            "total": 1e3 * (backbone_s + scoring_s) / count,
+        },
+    }
+    if device.type == "cuda":
+        figures["fp16_max_abs_score_error"] = half_precision_error(features, settings)
+        figures["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
