@@ -81,3 +81,13 @@ def test_defect_patch_scores_higher_than_normal_patches():
     scores = msm(lnamd(images, 1), 0.3)
     assert scores[3].argmax().item() == 2 * 6 + 2
     assert scores[3].max() > 2 * scores[[0, 1, 2, 4]].max()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_half_precision_gpu_scores_match_float32_cpu():
+    torch.manual_seed(2)
+    z = lnamd(torch.randn(40, 64, 12, 12), 3)
+    gpu = msm(z.cuda(), 0.3).cpu()
+    cpu = msm(z, 0.3)
+    assert (gpu - cpu).abs().max().item() < 1e-4

@@ -27,8 +27,17 @@ from musc_online.backbones.open_clip_vit import OpenClipViT
 from musc_online.batch import MuscSettings, score_patches
 from musc_online.datasets import list_samples, load_image
 from musc_online.evaluation import Features, extract_features
-from musc_online.lnamd import lnamd
-from musc_online.msm import msm
+
+
+def cpu_name() -> str:
+    """The processor's model name, for the record of where a figure was measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def random_open_clip_vit(model_name: str, image_size: int, layers: tuple[int, ...]) -> OpenClipViT:
@@ -61,12 +70,6 @@ def timed(device: torch.device, work):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return result, time.perf_counter() - start
-
-
-def half_precision_error(features: Features, settings: MuscSettings) -> float:
-    """Largest |score difference| of one scoring set between the GPU's fp16 GEMMs and float32 on the CPU."""
-    first = lnamd(features.layer_maps[0][:32], settings.r_list[0])
-    return float((msm(first, settings.topmin_max).cpu() - msm(first.cpu().float(), settings.topmin_max)).abs().max())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {
         "machine": {
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
             "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         },
@@ -131,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     if device.type == "cuda":
-        figures["fp16_max_abs_score_error"] = half_precision_error(features, settings)
         figures["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     print(json.dumps(figures, indent=2))
     if args.json:

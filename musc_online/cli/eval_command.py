@@ -18,11 +18,11 @@ from musc_online.datasets import LAYOUTS, list_categories, list_samples
 from musc_online.evaluation import CategoryResult, evaluate_category, export_heatmaps
 from musc_online.metrics import METRIC_KEYS
 
-HEADERS = ("image AUROC", "image F1", "image AP", "pixel AUROC", "pixel F1", "pixel AP", "PRO")
+HEADERS = ("I-AUROC", "I-F1", "I-AP", "P-AUROC", "P-F1", "P-AP", "PRO")
 
 
 def _table(results: list[CategoryResult], mean: dict[str, float]) -> Table:
-    table = Table(title="MuSc batch evaluation (%)")
+    table = Table(title="MuSc batch evaluation (%; I = image, P = pixel)")
     table.add_column("category")
     for header in HEADERS:
         table.add_column(header, justify="right")

@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from musc_online.cli.main import app
+from musc_online.metrics import METRIC_KEYS
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny_mvtec(tmp_path):
+    """A 2-category MVTec-layout tree of flat grey 'products', two of them with a bright defect."""
+    rng = np.random.default_rng(0)
+    for category in ("widget", "gadget"):
+        base = tmp_path / category
+        for i in range(5):
+            picture = np.full((48, 48, 3), 120, np.uint8) + rng.integers(0, 6, (48, 48, 3), dtype=np.uint8)
+            (base / "test" / "good").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(base / "test" / "good" / f"{i:03d}.png")
+        for i in range(2):
+            picture = np.full((48, 48, 3), 120, np.uint8)
+            picture[10:20, 10:20] = 255
+            mask = np.zeros((48, 48), np.uint8)
+            mask[10:20, 10:20] = 255
+            (base / "test" / "scratch").mkdir(parents=True, exist_ok=True)
+            (base / "ground_truth" / "scratch").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(base / "test" / "scratch" / f"{i:03d}.png")
+            Image.fromarray(mask).save(base / "ground_truth" / "scratch" / f"{i:03d}_mask.png")
+    return tmp_path
+
+
+def test_eval_writes_table_json_and_heatmaps(tiny_mvtec, tmp_path):
+    out = tmp_path / "out.json"
+    heatmaps = tmp_path / "maps"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--root",
+            str(tiny_mvtec),
+            "--backbone",
+            "test_random_vit",
+            "--size",
+            "32",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+            "--heatmaps",
+            str(heatmaps),
+            "--heatmap-norm",
+            "set",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "gadget" in result.stdout and "widget" in result.stdout and "mean" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["categories"]) == {"gadget", "widget"}
+    for figures in (*report["categories"].values(), report["mean"]):
+        assert all(0.0 <= figures[key] <= 1.0 for key in METRIC_KEYS)
+    assert report["settings"]["backbone"] == "test_random_vit"
+    pictures = sorted(heatmaps.rglob("*.png"))
+    assert len(pictures) == 14
+    with Image.open(pictures[0]) as first:
+        assert first.size == (96, 48)  # image and overlay side by side
+
+
+def test_missing_root_is_refused_with_its_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = runner.invoke(app, ["eval", "--root", str(missing), "--category", "bottle", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert str(missing) in result.output
+
+
+def test_bad_list_option_names_the_option(tiny_mvtec):
+    result = runner.invoke(app, ["eval", "--root", str(tiny_mvtec), "--r-list", "1,x", "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "--r-list" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bottle_meets_the_accuracy_floor(mvtec_root, tmp_path):
+    """Issue 2's acceptance figures: efficientnet_lite0 at 320, r {1,3,5}, k {1,2,3}, all 83 images as one set."""
+    out = tmp_path / "bottle.json"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--root",
+            str(mvtec_root),
+            "--category",
+            "bottle",
+            "--backbone",
+            "efficientnet_lite0",
+            "--size",
+            "320",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    bottle = json.loads(out.read_text())["categories"]["bottle"]
+    assert bottle["images"] == 83
+    assert bottle["image_auroc"] >= 0.995
+    assert bottle["pixel_auroc"] >= 0.973
+    assert bottle["pixel_ap"] >= 0.68
+    assert bottle["pro"] >= 0.88
