@@ -88,6 +88,25 @@ def nearest_similarity(features: torch.Tensor, block_elements: int | None = None
     return out
 
 
+def query_similarity(query: torch.Tensor, references: torch.Tensor, block_elements: int | None = None) -> torch.Tensor:
+    """Largest inner product from each patch of one image to each reference image, (R, P).
+
+    ``query`` is (P, C), ``references`` (R, P', C), both unit vectors: entry [r, p] is max_q <x_p, z_rq>.
+    This is one row of ``nearest_similarity``: what online scoring of a single frame needs.
+    """
+    p, c = query.shape
+    count, p_ref = references.shape[:2]
+    if block_elements is None:
+        block_elements = BLOCK_ELEMENTS.get(query.device.type, BLOCK_ELEMENTS["cpu"])
+    step = max(1, block_elements // (p * p_ref))
+    out = torch.empty(count, p, dtype=torch.float32, device=query.device)
+    for r0 in range(0, count, step):
+        r1 = min(r0 + step, count)
+        sim = _inner_products(query, references[r0:r1].reshape(-1, c)).view(p, r1 - r0, p_ref)
+        out[r0:r1] = sim.amax(dim=2).T
+    return out
+
+
 def distances_from_similarity(similarity: torch.Tensor) -> torch.Tensor:
     """Euclidean distance between unit vectors from their inner product: sqrt(2 - 2 s)."""
     return (2.0 - 2.0 * similarity.float()).clamp_min_(0.0).sqrt_()

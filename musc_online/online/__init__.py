@@ -1,0 +1,1 @@
+"""Online (per-frame) MuSc: rolling window, judge and defect banks, thresholds, the scorer."""

@@ -1,0 +1,364 @@
+"""Feature banks for the online scorer: judges (confirmed good frames) and known defects.
+
+Each item has an id, an L2-normalised image-level feature searched by cosine similarity through a flat
+FAISS inner-product index, and optionally its LNAMD patch features per scoring set, kept stacked on the
+scoring device so that gathering the references for a frame is one ``index_select`` per set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import faiss_index
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+FEATURES_FILE = "features.npz"
+META_FILE = "meta.json"
+_META_KEYS = frozenset({"format_version", "dim", "ids", "labels", "scores", "num_sets", "patch_shapes", "fingerprint"})
+
+
+class BankMismatchError(ValueError):
+    """A saved bank was built with other settings (backbone, image size, layers, ...) than the caller expects."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    """Where an item lives in the stores, and what the operator or scorer said about it."""
+
+    row: int
+    label: str | None
+    score: float | None
+
+
+class FeatureBank:
+    """Items searchable by image-feature cosine similarity, with optional patch features for MSM scoring.
+
+    Rows are kept compact by swap-removal, so storage order differs from insertion order; ``ids()``,
+    ``image_features()`` and saved banks use insertion order.
+    """
+
+    def __init__(self, dim: int, device: torch.device | str = "cpu", use_gpu_index: bool | None = None) -> None:
+        if dim < 1:
+            raise ValueError(f"feature dimension must be positive, got {dim}")
+        self.dim = dim
+        self.device = torch.device(device)
+        self._patch_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self._index = faiss_index.build_ip_index(dim, use_gpu_index, self.device.index or 0)
+        self._items: dict[str, _Entry] = {}  # insertion-ordered
+        self._row_ids: list[str] = []  # storage row -> id; also the FAISS label of each row
+        self._image = np.empty((0, dim), np.float32)  # (capacity, D); the first len(self) rows are in use
+        self._patch_shapes: list[tuple[int, int]] | None = None  # fixed by the first item; [] = no patches
+        self._patches: list[torch.Tensor] = []  # per scoring set: (capacity, P_s, C_s) on self.device
+
+    @property
+    def index_kind(self) -> str:
+        """Which FAISS implementation searches this bank: ``"faiss-gpu"`` or ``"faiss-cpu"``."""
+        return faiss_index.index_kind(self._index)
+
+    @property
+    def patch_shapes(self) -> list[tuple[int, int]]:
+        """(P_s, C_s) of each scoring set; empty when the bank holds no patch features (or no items yet)."""
+        return list(self._patch_shapes or [])
+
+    def __len__(self) -> int:
+        return len(self._row_ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def ids(self) -> list[str]:
+        """Item ids in insertion order."""
+        return list(self._items)
+
+    def label(self, item_id: str) -> str | None:
+        """The item's label (e.g. a defect name), or None."""
+        return self._entry(item_id).label
+
+    def score(self, item_id: str) -> float | None:
+        """The item's score when it was added, or None."""
+        return self._entry(item_id).score
+
+    def add(
+        self,
+        item_id: str,
+        image_feature: torch.Tensor | np.ndarray,
+        patch_features: Sequence[torch.Tensor] | None = None,
+        label: str | None = None,
+        score: float | None = None,
+    ) -> None:
+        """Add one item; its image feature is re-normalised, its patch features copied to the bank's device."""
+        if item_id in self._items:
+            raise ValueError(f"the bank already holds an item with id {item_id!r}")
+        vector = self._unit_rows(image_feature, f"image feature of {item_id!r}")
+        if len(vector) != 1:
+            raise ValueError(f"image feature of {item_id!r} must be one ({self.dim},) vector, got {len(vector)} rows")
+        patches = [torch.as_tensor(p) for p in patch_features or []]
+        shapes = [tuple(p.shape) for p in patches]
+        if self._patch_shapes is None:
+            if any(len(shape) != 2 for shape in shapes):
+                raise ValueError(f"patch features of {item_id!r} must be (P, C) per scoring set, got {shapes}")
+            self._patch_shapes = shapes
+            self._patches = [
+                torch.empty((len(self._image), *s), dtype=self._patch_dtype, device=self.device) for s in shapes
+            ]
+        elif shapes != self._patch_shapes:
+            raise ValueError(
+                f"item {item_id!r} has {_describe(shapes)}, but this bank's items have {_describe(self._patch_shapes)}"
+            )
+        row = len(self)
+        self._reserve(row + 1)
+        self._image[row] = vector[0]
+        for store, patch in zip(self._patches, patches, strict=True):
+            store[row].copy_(patch)
+        self._index.add(vector)
+        self._items[item_id] = _Entry(row, label, None if score is None else float(score))
+        self._row_ids.append(item_id)
+
+    def remove(self, item_id: str) -> None:
+        """Remove an item: the last row moves into its place, and the FAISS index is rebuilt from the kept rows."""
+        row = self._entry(item_id).row
+        last = len(self) - 1
+        if row != last:
+            moved = self._row_ids[last]
+            self._image[row] = self._image[last]
+            for store in self._patches:
+                store[row] = store[last]
+            self._row_ids[row] = moved
+            self._items[moved].row = row
+        self._row_ids.pop()
+        del self._items[item_id]
+        # Flat indexes cannot drop a vector in place without renumbering; banks are small, so re-add them all.
+        self._index.reset()
+        self._index.add(self._image[:last])
+
+    def image_features(self, ids: Sequence[str] | None = None) -> torch.Tensor:
+        """(n, D) float32 image features on the bank's device, for ``ids`` in order (default: all, insertion order)."""
+        rows = np.asarray(self._rows(self.ids() if ids is None else ids), dtype=np.intp)
+        return torch.from_numpy(self._image[rows]).to(self.device)
+
+    def patch_features(self, ids: Sequence[str]) -> list[torch.Tensor]:
+        """Per scoring set, the (len(ids), P_s, C_s) patch features of ``ids`` in that order, on the bank's device."""
+        if not self._patch_shapes:
+            raise ValueError("this bank holds no patch features (its items were added without them)")
+        rows = torch.tensor(self._rows(ids), dtype=torch.long, device=self.device)
+        return [store.index_select(0, rows) for store in self._patches]
+
+    def search(self, query: torch.Tensor | np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """For each (D,) or (Q, D) query row, the ``k`` most similar items as (id, cosine), best first."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        queries = self._unit_rows(query, "query")
+        if not len(self):
+            return [[] for _ in queries]
+        similarities, rows = self._index.search(queries, min(k, len(self)))
+        return [
+            [(self._row_ids[r], float(s)) for s, r in zip(sims, found, strict=True) if r >= 0]
+            for sims, found in zip(similarities, rows, strict=True)
+        ]
+
+    def save(self, folder: Path, fingerprint: Mapping[str, object]) -> None:
+        """Write the bank to ``folder`` (index.faiss, features.npz, meta.json) atomically, replacing an older save.
+
+        ``fingerprint`` names what the features depend on (backbone, image size, layers, r_list, ...);
+        ``load`` compares it so that a bank from other settings is refused.
+        """
+        folder = Path(folder)
+        if folder.exists() and not (folder / META_FILE).is_file() and (not folder.is_dir() or any(folder.iterdir())):
+            raise FileExistsError(f"refusing to save a bank over {folder}: it exists and is not a saved bank")
+        ids = self.ids()
+        rows = self._rows(ids)
+        image = self._image[np.asarray(rows, dtype=np.intp)]
+        index = faiss_index.build_ip_index(self.dim, use_gpu=False)
+        index.add(image)  # rows in insertion order, as in features.npz
+        row_tensor = torch.tensor(rows, dtype=torch.long, device=self.device)
+        arrays = {"image_features": image}
+        for s, store in enumerate(self._patches):
+            arrays[f"patches_{s}"] = store.index_select(0, row_tensor).cpu().numpy()
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "dim": self.dim,
+            "ids": ids,
+            "labels": [self._items[i].label for i in ids],
+            "scores": [self._items[i].score for i in ids],
+            "num_sets": len(self._patches),
+            "patch_shapes": self._patch_shapes,
+            "fingerprint": _plain(fingerprint),
+        }
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
+        try:
+            with open(staging / FEATURES_FILE, "wb") as file:
+                np.savez(file, **arrays)
+            faiss_index.write_index(index, staging / INDEX_FILE)
+            (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+            for name in (FEATURES_FILE, INDEX_FILE, META_FILE):
+                _fsync(staging / name)
+            _publish(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        expected_fingerprint: Mapping[str, object] | None = None,
+        device: torch.device | str = "cpu",
+        use_gpu_index: bool | None = None,
+    ) -> FeatureBank:
+        """Read a bank written by ``save``; BankMismatchError if its fingerprint differs from the expected one."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no saved bank at {folder}")
+        for name in (META_FILE, FEATURES_FILE, INDEX_FILE):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"saved bank {folder} lacks {name}")
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        missing = _META_KEYS - set(meta)
+        if missing:
+            raise ValueError(f"{folder / META_FILE} lacks {sorted(missing)}")
+        if meta["format_version"] != FORMAT_VERSION:
+            raise ValueError(f"{folder} has bank format {meta['format_version']}; this version reads {FORMAT_VERSION}")
+        if expected_fingerprint is not None:
+            _check_fingerprint(folder, meta["fingerprint"], _plain(expected_fingerprint))
+        dim, ids = meta["dim"], meta["ids"]
+        n = len(ids)
+        shapes = None if meta["patch_shapes"] is None else [tuple(s) for s in meta["patch_shapes"]]
+        if len(set(ids)) != n or len(meta["labels"]) != n or len(meta["scores"]) != n:
+            raise ValueError(f"{folder / META_FILE}: ids must be unique, with one label and one score each")
+        if meta["num_sets"] != len(shapes or []):
+            raise ValueError(f"{folder / META_FILE}: num_sets {meta['num_sets']} disagrees with patch_shapes {shapes}")
+
+        with np.load(folder / FEATURES_FILE, allow_pickle=False) as data:
+            image = np.ascontiguousarray(data["image_features"], dtype=np.float32)
+            patches = [data[f"patches_{s}"] for s in range(meta["num_sets"])]
+        expected_shapes = [(n, dim)] + [(n, *s) for s in shapes or []]
+        found_shapes = [image.shape] + [p.shape for p in patches]
+        if found_shapes != expected_shapes:
+            raise ValueError(
+                f"{folder / FEATURES_FILE} holds arrays of shapes {found_shapes}; meta.json says {expected_shapes}"
+            )
+
+        bank = cls(dim, device, use_gpu_index)
+        index = faiss_index.read_ip_index(folder / INDEX_FILE, use_gpu_index, bank.device.index or 0)
+        if index.d != dim or index.ntotal != n:
+            raise ValueError(
+                f"{folder / INDEX_FILE} holds {index.ntotal} vectors of dimension {index.d}, "
+                f"but the bank's features are {n} of dimension {dim}"
+            )
+        if n and not np.array_equal(index.reconstruct_n(0, n), image):
+            raise ValueError(f"{folder / INDEX_FILE} does not hold the image features of {FEATURES_FILE}")
+        bank._index = index
+        bank._image = image
+        bank._patch_shapes = shapes
+        bank._patches = [torch.from_numpy(p).to(bank.device, bank._patch_dtype) for p in patches]
+        bank._row_ids = list(ids)
+        bank._items = {
+            item_id: _Entry(row, label, score)
+            for row, (item_id, label, score) in enumerate(zip(ids, meta["labels"], meta["scores"], strict=True))
+        }
+        return bank
+
+    def _entry(self, item_id: str) -> _Entry:
+        """The item's entry; KeyError naming the id when the bank does not hold it."""
+        try:
+            return self._items[item_id]
+        except KeyError:
+            raise KeyError(f"the bank holds no item with id {item_id!r}") from None
+
+    def _rows(self, ids: Sequence[str]) -> list[int]:
+        """Storage rows of ``ids``, in order."""
+        return [self._entry(item_id).row for item_id in ids]
+
+    def _unit_rows(self, features: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
+        """``features`` as contiguous float32 (Q, D) rows of unit length, the form FAISS searches by cosine."""
+        given = torch.as_tensor(features)
+        rows = given.detach().to("cpu", torch.float32)
+        rows = rows.unsqueeze(0) if rows.ndim == 1 else rows
+        if rows.ndim != 2 or rows.shape[1] != self.dim:
+            raise ValueError(f"{what} has shape {tuple(given.shape)}; this bank holds {self.dim}-dimensional features")
+        if not torch.isfinite(rows).all():
+            raise ValueError(f"{what} has non-finite values")
+        return np.ascontiguousarray(F.normalize(rows, dim=1).numpy())
+
+    def _reserve(self, needed: int) -> None:
+        """Grow every store to hold ``needed`` rows, by half again at least, so adds stay amortised O(1)."""
+        capacity = len(self._image)
+        if needed <= capacity:
+            return
+        capacity = max(needed, capacity + capacity // 2, 16)
+        used = len(self)
+        image = np.empty((capacity, self.dim), np.float32)
+        image[:used] = self._image[:used]
+        self._image = image
+        for s, store in enumerate(self._patches):
+            grown = store.new_empty((capacity, *store.shape[1:]))
+            grown[:used] = store[:used]
+            self._patches[s] = grown
+
+
+def _describe(shapes: Sequence[tuple[int, ...]]) -> str:
+    """Patch-feature layout in words, for error messages."""
+    return f"{len(shapes)} scoring sets of (P, C) shapes {list(shapes)}" if shapes else "no patch features"
+
+
+def _plain(fingerprint: Mapping[str, object]) -> dict[str, object]:
+    """The fingerprint as JSON stores it (tuples become lists, other objects strings), so comparisons agree."""
+    return json.loads(json.dumps(dict(fingerprint), sort_keys=True, default=str))
+
+
+def _check_fingerprint(folder: Path, saved: dict[str, object], expected: dict[str, object]) -> None:
+    """Raise BankMismatchError naming each key whose saved and expected values differ."""
+    absent = object()
+    differences = [
+        f"{key}: saved {_shown(saved, key)}, expected {_shown(expected, key)}"
+        for key in sorted(saved.keys() | expected.keys())
+        if saved.get(key, absent) != expected.get(key, absent)
+    ]
+    if differences:
+        raise BankMismatchError(f"the bank at {folder} was built with other settings: " + "; ".join(differences))
+
+
+def _shown(fingerprint: dict[str, object], key: str) -> str:
+    """A fingerprint value for an error message, or "absent"."""
+    return repr(fingerprint[key]) if key in fingerprint else "absent"
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or folder to disk, so that a rename after it never publishes data still in the page cache."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    """Rename the fully written ``staging`` folder to ``folder``, replacing (then deleting) an older save there.
+
+    Each rename is atomic; a crash between the two leaves the previous bank intact under ``.<name>.old-*``.
+    """
+    if folder.exists():
+        retired = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(folder, retired)
+        try:
+            os.rename(staging, folder)
+        except BaseException:
+            os.rename(retired, folder)
+            raise
+        shutil.rmtree(retired)
+    else:
+        os.rename(staging, folder)
+    _fsync(folder.parent)

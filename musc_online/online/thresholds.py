@@ -1,0 +1,151 @@
+"""The decision band: scores below ``low`` are ok, at or above ``high`` defect, in between unsure.
+
+Zero-shot inspection has no labelled threshold at start, so the band is calibrated from normal frames
+alone (judges and admitted voters): a high quantile of their scores plus a margin in robust standard
+deviations (1.4826 x the median absolute deviation). It is then frozen, so that it does not chase the
+window, and moves only when an operator sets it or corrections show it wrong:
+- a frame confirmed ok at score s lifts ``low`` above s (look-alikes become ok), keeping the band width;
+- a frame confirmed defective at score d lowers ``high`` to d, and ``low`` too if d was below it
+  (look-alikes are flagged). Where the two disagree, the defect wins: a missed defect costs more
+  than a false alarm.
+The band is recomputed from the base band and the active corrections, so undoing one is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+Label = str  # "ok" | "defect" | "unsure"
+
+
+@dataclass(frozen=True)
+class ThresholdSettings:
+    """How the band is calibrated from normal scores."""
+
+    quantile: float = 0.95  # of the normal scores, the start of the margin
+    low_margin: float = 1.0  # robust standard deviations above the quantile: the unsure band starts here
+    high_margin: float = 3.0  # robust standard deviations above the quantile: defects start here
+    min_scores: int = 8  # normal scores needed for any band; fewer leave every decision unsure
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.quantile < 1.0:
+            raise ValueError(f"threshold quantile must be in [0.5, 1), got {self.quantile}")
+        if not 0.0 <= self.low_margin <= self.high_margin:
+            raise ValueError(
+                f"threshold margins need 0 <= low_margin <= high_margin, got {self.low_margin}, {self.high_margin}"
+            )
+        if self.min_scores < 2:
+            raise ValueError(f"threshold min_scores must be at least 2, got {self.min_scores}")
+
+
+@dataclass(frozen=True)
+class ThresholdBand:
+    """The current band and where it came from: calibrated, operator, corrections or unset."""
+
+    low: float
+    high: float
+    source: str
+
+    def decide(self, score: float) -> Label:
+        """ok below ``low``, defect from ``high`` up, unsure in between (or everywhere while unset)."""
+        if self.source == "unset":
+            return "unsure"
+        if score < self.low:
+            return "ok"
+        return "defect" if score >= self.high else "unsure"
+
+
+UNSET = ThresholdBand(float("nan"), float("nan"), "unset")
+
+
+def calibrate(normal_scores: Iterable[float], settings: ThresholdSettings = ThresholdSettings()) -> ThresholdBand:
+    """Band from scores of frames taken as normal; UNSET when there are fewer than ``min_scores``."""
+    scores = np.asarray(list(normal_scores), dtype=np.float64)
+    if scores.size < settings.min_scores:
+        return UNSET
+    base = float(np.quantile(scores, settings.quantile))
+    sigma = 1.4826 * float(np.median(np.abs(scores - np.median(scores))))
+    sigma = max(sigma, 1e-6 * max(abs(base), 1e-12))
+    return ThresholdBand(base + settings.low_margin * sigma, base + settings.high_margin * sigma, "calibrated")
+
+
+def _just_above(score: float) -> float:
+    return float(np.nextafter(score, np.inf))
+
+
+class ThresholdPolicy:
+    """Holds the base band (calibrated or operator-set) and the scores of operator corrections."""
+
+    def __init__(self, settings: ThresholdSettings = ThresholdSettings()) -> None:
+        self.settings = settings
+        self.base: ThresholdBand = UNSET
+        self.labels: dict[str, tuple[float, bool]] = {}  # correction id -> (score, is_defect)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.base.source != "unset"
+
+    def calibrate(self, normal_scores: Iterable[float]) -> ThresholdBand:
+        """Set the base band from normal scores (freezes it until recalibrated or set by an operator)."""
+        self.base = calibrate(normal_scores, self.settings)
+        return self.band
+
+    def set_band(self, low: float, high: float) -> ThresholdBand:
+        """An operator's band; corrections still adjust it."""
+        if not (np.isfinite(low) and np.isfinite(high)) or low > high:
+            raise ValueError(f"threshold band needs finite low <= high, got low={low}, high={high}")
+        self.base = ThresholdBand(float(low), float(high), "operator")
+        return self.band
+
+    def add_label(self, correction_id: str, score: float, is_defect: bool) -> None:
+        """Record a correction's score and verdict."""
+        self.labels[correction_id] = (float(score), bool(is_defect))
+
+    def remove_label(self, correction_id: str) -> None:
+        """Forget a correction (undo)."""
+        self.labels.pop(correction_id, None)
+
+    @property
+    def band(self) -> ThresholdBand:
+        """The base band adjusted by every active correction (see the module docstring)."""
+        base = self.base
+        if base.source == "unset" or not self.labels:
+            return base
+        ok = [s for s, defect in self.labels.values() if not defect]
+        defects = [s for s, defect in self.labels.values() if defect]
+        low, high = base.low, base.high
+        if ok:
+            low = max(low, _just_above(max(ok)))
+            high = max(high, low + (base.high - base.low))
+        if defects:
+            first_defect = min(defects)
+            low = min(low, first_defect)
+            high = min(high, first_defect)
+        if (low, high) == (base.low, base.high):
+            return base
+        return replace(base, low=low, high=high, source="corrections")
+
+    @property
+    def moved_by(self) -> int:
+        """How many active corrections, alone, would move the base band (shown to operators)."""
+        if self.base.source == "unset":
+            return 0
+        return sum(
+            (score < self.base.high) if defect else (score >= self.base.low) for score, defect in self.labels.values()
+        )
+
+    def state(self) -> dict[str, object]:
+        """Plain data for saving."""
+        return {
+            "base": [self.base.low, self.base.high, self.base.source],
+            "labels": {cid: [score, defect] for cid, (score, defect) in self.labels.items()},
+        }
+
+    def restore(self, state: dict) -> None:
+        """Inverse of ``state``."""
+        low, high, source = state["base"]
+        self.base = ThresholdBand(float(low), float(high), str(source))
+        self.labels = {cid: (float(score), bool(defect)) for cid, (score, defect) in state["labels"].items()}

@@ -1,0 +1,152 @@
+import numpy as np
+import pytest
+import torch
+
+from musc_online.backbones import create_backbone
+from musc_online.batch import MuscSettings, score_batch, score_patches
+from musc_online.online.scorer import OnlineScorer, OnlineSettings, UnknownFrameError
+from musc_online.rscin import rscin
+
+GRIDS = ((8, 8, 16), (4, 4, 24))  # a fine and a coarse layer, as a CNN gives
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return create_backbone("test_random_vit")
+
+
+def _frames(count: int, seed: int = 0, defect_every: int = 0):
+    """Synthetic per-layer maps of a 'product' (shared pattern + noise); some frames carry a bright blob."""
+    gen = torch.Generator().manual_seed(seed)
+    pattern = [torch.randn(1, c, h, w, generator=gen) for h, w, c in GRIDS]
+    frames = []
+    for i in range(count):
+        maps = [p + 0.3 * torch.randn(p.shape, generator=gen) for p in pattern]
+        if defect_every and i % defect_every == defect_every - 1:
+            maps[0][..., 2:4, 2:4] += 4.0 * torch.randn(maps[0].shape[1], 1, 1, generator=gen)
+        feature = torch.nn.functional.normalize(torch.randn(12, generator=gen) * 0.1 + 1.0, dim=0)
+        frames.append((maps, feature))
+    return frames
+
+
+def _scorer(backbone, **kwargs) -> OnlineScorer:
+    settings = {"window": 8, "judges_per_frame": 0, "admission": "all", **kwargs}
+    return OnlineScorer(backbone, OnlineSettings(**settings))
+
+
+def test_patch_scores_equal_batch_msm_of_frame_and_window(backbone):
+    frames = _frames(12)
+    scorer = _scorer(backbone)
+    for i, (maps, feature) in enumerate(frames[:-1]):
+        scorer.score_features(f"f{i}", maps, feature, (64, 64))
+    window_ids = scorer.window.ids
+    assert len(window_ids) == 8
+    maps, feature = frames[-1]
+    decision = scorer.score_features("last", maps, feature, (64, 64))
+
+    members = [frames[int(i[1:])][0] for i in window_ids] + [maps]
+    batch_maps = [torch.cat([m[layer] for m in members]) for layer in range(len(GRIDS))]
+    expected = score_patches(batch_maps, MuscSettings())[-1]
+    np.testing.assert_allclose(decision.patch_scores, expected.numpy(), rtol=1e-4, atol=1e-6)
+    assert decision.references == {"voters": 8, "judges": 0}
+
+
+def test_online_rscin_with_minmax_equals_reference_when_window_is_the_batch(backbone):
+    frames = _frames(10, seed=3)
+    layer_maps = [torch.cat([m[layer] for m, _ in frames]) for layer in range(len(GRIDS))]
+    features = torch.stack([f for _, f in frames])
+    batch = score_batch(layer_maps, features, 32)
+    reference = rscin(batch.image_scores, features, (1, 2, 3))
+
+    scorer = _scorer(backbone, window=9, rscin_normalisation="minmax")
+    x = 4
+    for i, (maps, feature) in enumerate(frames):
+        if i != x:
+            sets, _ = scorer._scoring_sets(maps)
+            scorer.window.admit(f"f{i}", sets, feature, float(batch.image_scores[i]))
+    online = scorer.rescore(float(batch.image_scores[x]), frames[x][1])
+    assert online == pytest.approx(float(reference[x]), rel=1e-4)
+
+
+def test_confirm_defect_removes_the_vote_at_once_and_undo_restores_it(backbone):
+    frames = _frames(8, seed=1)
+    scorer = _scorer(backbone)
+    for i, (maps, feature) in enumerate(frames[:6]):
+        scorer.score_features(f"f{i}", maps, feature, (64, 64))
+    correction = scorer.confirm_defect("f2", label="scratch")
+    assert "f2" not in scorer.window
+    assert correction.changes["evicted"]
+    decision = scorer.score_features("f6", *frames[6], (64, 64))
+    assert decision.references["voters"] == 5
+    assert scorer.defects.label("f2") == "scratch"
+
+    scorer.undo(correction.correction_id)
+    assert "f2" in scorer.window and "f2" not in scorer.defects
+
+
+def test_confirm_normal_promotes_to_judge_and_readmits(backbone):
+    frames = _frames(12, seed=2, defect_every=4)
+    scorer = _scorer(backbone, admission="ok")
+    scorer.set_band(0.0, 0.0)  # everything is a defect: nothing is admitted
+    for i, (maps, feature) in enumerate(frames[:3]):
+        assert scorer.score_features(f"f{i}", maps, feature, (64, 64)).label == "defect"
+    assert len(scorer.window) == 0
+    correction = scorer.confirm_normal("f1")
+    assert "f1" in scorer.judges and "f1" in scorer.window
+    assert correction.changes == {"judge_added": True, "readmitted": True}
+    assert scorer.thresholds.band.decide(correction.score) == "ok"
+    with pytest.raises(ValueError, match="already a judge"):
+        scorer.confirm_normal("f1")
+    scorer.undo(correction.correction_id)
+    assert "f1" not in scorer.judges and "f1" not in scorer.window
+
+
+def test_unknown_frame_is_named(backbone):
+    scorer = _scorer(backbone)
+    with pytest.raises(UnknownFrameError, match="nope"):
+        scorer.confirm_normal("nope")
+
+
+def test_judges_fill_the_young_window_and_survive_save_and_load(backbone, tmp_path):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(100, 130, (64, 64, 3), dtype=np.uint8) for _ in range(10)]
+    scorer = OnlineScorer(backbone, OnlineSettings(window=4, judges_per_frame=2))
+    assert scorer.seed_judges(images[:6], [f"seed{i}" for i in range(6)]) == 6
+    first = scorer.score(images[6], "frame0")
+    assert first.references == {"voters": 0, "judges": 6}
+    scorer.score(images[7], "frame1")
+    scorer.confirm_defect("frame1", label="dent")
+    scorer.save(tmp_path / "state")
+
+    restored = OnlineScorer(backbone, OnlineSettings(window=4, judges_per_frame=2))
+    recovered = restored.load(tmp_path / "state")
+    assert recovered["judges"] == 6 and recovered["known_defects"] == 1
+    assert restored.judges.ids() == scorer.judges.ids()
+    assert restored.window.ids == scorer.window.ids
+    assert repr(restored.thresholds.band) == repr(scorer.thresholds.band)
+    assert restored.normal_scores == scorer.normal_scores
+    again = restored.score(images[8], "frame2")
+    same = scorer.score(images[8], "frame2")
+    assert again.score == pytest.approx(same.score, rel=1e-5)
+    assert restored.corrections.keys() == scorer.corrections.keys()
+
+
+def test_nearest_known_defect_is_named(backbone):
+    frames = _frames(6, seed=5)
+    scorer = _scorer(backbone, defect_match=0.99)
+    for i, (maps, feature) in enumerate(frames[:4]):
+        scorer.score_features(f"f{i}", maps, feature, (64, 64))
+    scorer.confirm_defect("f0", label="crack")
+    maps, _ = frames[4]
+    decision = scorer.score_features("x", maps, frames[0][1], (64, 64))
+    assert decision.nearest_defect is not None
+    assert decision.nearest_defect.label == "crack" and decision.nearest_defect.frame_id == "f0"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"window": 0}, "window"), ({"admission": "some"}, "admission"), ({"rscin_normalisation": "z"}, "normalisation")],
+)
+def test_bad_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OnlineSettings(**kwargs)
