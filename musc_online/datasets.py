@@ -64,7 +64,11 @@ def _expected(layout: str) -> str:
     return f"the {layout} layout expects {LAYOUT_HELP[layout]}"
 
 
-def _images_in(folder: Path) -> list[Path]:
+def images_in(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted; a missing folder is a DatasetError naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"image folder {folder} does not exist")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -86,7 +90,7 @@ def _read_tree(
     samples = []
     for defect_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and p.name not in _MASK_DIRS):
         normal = defect_dir.name == normal_dir
-        for path in _images_in(defect_dir):
+        for path in images_in(defect_dir):
             mask_path = None
             if not normal:
                 candidates = find_mask(defect_dir.name, path.stem)
@@ -130,7 +134,7 @@ def _read_folder(root: Path, category: str | None, split: str) -> list[Sample]:
     if split != "test":
         raise DatasetError(f"the folder layout has only the 'test' split, not {split!r}: {root}")
     if not (root / "good").is_dir():
-        return [Sample(path, 0, None, "unlabeled", root.name) for path in _images_in(root)]
+        return [Sample(path, 0, None, "unlabeled", root.name) for path in images_in(root)]
 
     def find_mask(defect_type: str, stem: str) -> list[Path]:
         return [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,10 +10,25 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from musc_online.backbones import available_backbones, create_backbone, default_settings
-from musc_online.batch import MuscSettings
-from musc_online.cli.common import clean_errors, int_list, pick_device
-from musc_online.datasets import LAYOUTS, list_categories, list_samples
+from musc_online.cli.common import clean_errors, pick_device
+from musc_online.cli.options import (
+    BackboneName,
+    Device,
+    JsonOut,
+    KList,
+    Layers,
+    Layout,
+    RList,
+    Root,
+    Size,
+    TopkRounding,
+    TopminMax,
+    Weights,
+    build_backbone,
+    musc_settings,
+    write_json,
+)
+from musc_online.datasets import list_categories, list_samples
 from musc_online.evaluation import CategoryResult, evaluate_category, export_heatmaps
 from musc_online.metrics import METRIC_KEYS
 
@@ -35,48 +49,29 @@ def _table(results: list[CategoryResult], mean: dict[str, float]) -> Table:
 
 
 def eval_command(
-    root: Annotated[Path, typer.Option(help="Dataset root folder.")],
+    root: Root,
     category: Annotated[str, typer.Option(help="Category name, or ALL for every category under the root.")] = "ALL",
-    layout: Annotated[str, typer.Option(help=f"Dataset layout: {', '.join(LAYOUTS)}.")] = "mvtec",
-    backbone: Annotated[str, typer.Option(help=f"Feature extractor: {', '.join(available_backbones())}.")] = (
-        "efficientnet_lite0"
-    ),
-    size: Annotated[int | None, typer.Option(help="Square input size in pixels (default: the backbone's).")] = None,
-    layers: Annotated[
-        str | None, typer.Option(help="Feature layers, e.g. 6,12,18,24 (default: the backbone's).")
-    ] = None,
-    weights: Annotated[Path | None, typer.Option(help="Local weight file instead of the library cache.")] = None,
-    r_list: Annotated[str, typer.Option(help="LNAMD aggregation degrees.")] = "1,3,5",
-    topmin_max: Annotated[float, typer.Option(help="MSM interval: fraction of the other images averaged.")] = 0.3,
-    topk_rounding: Annotated[str, typer.Option(help="Interval size rounding: ceil, or floor (reference parity).")] = (
-        "ceil"
-    ),
-    k_list: Annotated[str, typer.Option(help="RsCIN window sizes (VisA: 1,8,9; 0 disables).")] = "1,2,3",
+    layout: Layout = "mvtec",
+    backbone: BackboneName = "efficientnet_lite0",
+    size: Size = None,
+    layers: Layers = None,
+    weights: Weights = None,
+    r_list: RList = "1,3,5",
+    topmin_max: TopminMax = 0.3,
+    topk_rounding: TopkRounding = "ceil",
+    k_list: KList = "1,2,3",
     divide_num: Annotated[int, typer.Option(help="Split each category's test set into this many subsets.")] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    device: Device = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per backbone batch.")] = 8,
     heatmaps: Annotated[Path | None, typer.Option(help="Folder to save image + heatmap overlays (PNG).")] = None,
     heatmap_norm: Annotated[str, typer.Option(help="Heatmap colour range: image (each its own) or set.")] = "image",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures (fractions) to this file.")] = None,
+    json_out: JsonOut = None,
 ) -> None:
     """Score a dataset's test images as one batch per category and report the seven MuSc metrics."""
     with clean_errors():
-        settings = MuscSettings(
-            r_list=int_list(r_list, "--r-list"),
-            topmin_max=topmin_max,
-            topk_rounding=topk_rounding,  # type: ignore[arg-type]
-            k_list=int_list(k_list, "--k-list"),
-        )
-        if topk_rounding not in ("ceil", "floor"):
-            raise typer.BadParameter("choose ceil or floor", param_hint="--topk-rounding")
+        settings = musc_settings(r_list, topmin_max, topk_rounding, k_list)
         torch_device = pick_device(device)
-        default_size, default_layers = default_settings(backbone)
-        model = create_backbone(
-            backbone,
-            image_size=size or default_size,
-            layers=int_list(layers, "--layers") if layers else default_layers,
-            weights=weights,
-        ).to(torch_device)
+        model = build_backbone(backbone, size, layers, weights, torch_device)
         categories = list_categories(root, layout) if category == "ALL" else [category]
         results = []
         for name in categories:
@@ -112,6 +107,4 @@ def eval_command(
             "categories": {r.category: {**r.metrics, "seconds": r.seconds, "images": len(r.samples)} for r in results},
             "mean": mean,
         }
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
-        typer.echo(f"wrote {json_out}", err=True)
+        write_json(json_out, report)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from musc_online.cli.eval_command import eval_command
+from musc_online.cli.replay_command import replay_command
 
 app = typer.Typer(
     help="musc-online: zero-shot visual inspection with MuSc (batch evaluation and line tools).",
@@ -12,11 +13,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("eval")(eval_command)
+app.command("replay")(replay_command)
 
 
 @app.callback()
 def main() -> None:
-    """Zero-shot visual inspection with MuSc: batch evaluation now; replay, daemon tools and review to come."""
+    """Zero-shot visual inspection with MuSc: batch evaluation, streaming replay, line tools."""
 
 
 if __name__ == "__main__":

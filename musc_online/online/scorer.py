@@ -18,7 +18,7 @@ import math
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,10 +179,16 @@ class OnlineScorer:
             self.defects = FeatureBank(dim, device="cpu")
 
     # ------------------------------------------------------------------------------------------- judges
-    def seed_judges(self, images: Sequence[np.ndarray], ids: Sequence[str], batch_size: int = 8) -> int:
+    def seed_judges(
+        self,
+        images: Sequence[np.ndarray],
+        ids: Sequence[str],
+        batch_size: int = 8,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Add known-good images (e.g. a folder from the line) as judges; their mutual MuSc scores seed the band.
 
-        Returns how many were added.
+        All seeds are scored against each other as one batch, so pass them together. Returns how many were added.
         """
         if len(images) != len(ids):
             raise ValueError(f"{len(images)} images but {len(ids)} ids")
@@ -193,6 +199,8 @@ class OnlineScorer:
             out = self.backbone.extract(list(images[start : start + batch_size]), self.device)
             layer_batches.append([m.float() for m in out.patch_features])
             feature_batches.append(out.image_features.float())
+            if progress:
+                progress(len(out.image_features))
         layer_maps = [torch.cat(parts) for parts in zip(*layer_batches, strict=True)]
         image_features = torch.cat(feature_batches)
         self._ensure_banks(image_features[0])
@@ -242,7 +250,9 @@ class OnlineScorer:
         wanted = self.settings.judges_per_frame + self.settings.window - len(self.window)
         if wanted <= 0:
             return []
-        return [judge_id for judge_id, _ in self.judges.search(image_feature, wanted)[0]]
+        # Ask for extra: a judge that also votes in the window (a re-admitted correction) must not count twice.
+        found = self.judges.search(image_feature, wanted + len(self.window))[0]
+        return [judge_id for judge_id, _ in found if judge_id not in self.window][:wanted]
 
     def _reference_similarity(self, sets: list[torch.Tensor], judge_ids: list[str]) -> list[torch.Tensor]:
         """Per scoring set, (R, P) largest inner products from the frame's patches to each reference."""
@@ -380,10 +390,20 @@ class OnlineScorer:
         """Let the frame vote per the admission policy; with no band yet, every frame votes (warm-up)."""
         if self.settings.admission == "ok" and band.source != "unset" and label != "ok":
             return False
-        self.window.admit(frame_id, sets, image_feature, score)
+        self._admit_to_window(frame_id, sets, image_feature, score)
         self.normal_scores.append(score)
         self._update_calibration()
         return True
+
+    def _admit_to_window(
+        self, frame_id: str, sets: list[torch.Tensor], image_feature: torch.Tensor, score: float
+    ) -> None:
+        """Admit a voter; an ok correction stops lifting the band once its frame is pushed out (see thresholds)."""
+        pushed_out = self.window.admit(frame_id, sets, image_feature, score)
+        if pushed_out is not None:
+            for correction in self.corrections.values():
+                if correction.frame_id == pushed_out and correction.verdict == "ok" and not correction.undone:
+                    self.thresholds.remove_label(correction.correction_id)
 
     def _update_calibration(self) -> None:
         if not self.thresholds.calibrated and len(self.normal_scores) >= self.settings.calibration_scores:
@@ -468,7 +488,7 @@ class OnlineScorer:
         self.judges.add(frame_id, image_feature, features, score=score)
         changes["judge_added"] = True
         if frame_id not in self.window:
-            self.window.admit(frame_id, features, image_feature, score)
+            self._admit_to_window(frame_id, features, image_feature, score)
             changes["readmitted"] = True
         self.thresholds.add_label(correction.correction_id, score, is_defect=False)
         return self._finish(correction)
@@ -509,7 +529,7 @@ class OnlineScorer:
         if changes.get("judge_removed"):
             self.judges.add(frame_id, image_feature, features, score=score)
         if changes.get("evicted") and frame_id not in self.window:
-            self.window.admit(frame_id, features, image_feature, score)
+            self._admit_to_window(frame_id, features, image_feature, score)
         if changes.get("defect_removed"):
             self.defects.add(
                 frame_id, image_feature.cpu(), [f.cpu() for f in features], label=correction.defect_label, score=score

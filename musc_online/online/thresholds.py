@@ -4,7 +4,9 @@ Zero-shot inspection has no labelled threshold at start, so the band is calibrat
 alone (judges and admitted voters): a high quantile of their scores plus a margin in robust standard
 deviations (1.4826 x the median absolute deviation). It is then frozen, so that it does not chase the
 window, and moves only when an operator sets it or corrections show it wrong:
-- a frame confirmed ok at score s lifts ``low`` above s (look-alikes become ok), keeping the band width;
+- a frame confirmed ok at score s lifts ``low`` above s (look-alikes become ok), keeping the band width,
+  for as long as that frame votes in the window: by the time it leaves, look-alikes have been admitted
+  and score low on their own, and a lasting lift would only hide defects;
 - a frame confirmed defective at score d lowers ``high`` to d, and ``low`` too if d was below it
   (look-alikes are flagged). Where the two disagree, the defect wins: a missed defect costs more
   than a false alarm.
@@ -105,7 +107,7 @@ class ThresholdPolicy:
         self.labels[correction_id] = (float(score), bool(is_defect))
 
     def remove_label(self, correction_id: str) -> None:
-        """Forget a correction (undo)."""
+        """Forget a correction (undo, or an ok verdict whose frame no longer votes)."""
         self.labels.pop(correction_id, None)
 
     @property
