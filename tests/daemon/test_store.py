@@ -1,0 +1,325 @@
+"""The store on real SQLite files: WAL, the received = decided + refused invariant, corrections, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    ConflictError,
+    NotFoundError,
+    SchemaVersionError,
+    Store,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LINE = 3
+
+# The first schema (version 1), exactly as the first release created it: no frames.size_bytes, no corrections.audit.
+V1_SCHEMA = """
+CREATE TABLE frames (
+    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, frame_id VARCHAR NOT NULL, camera VARCHAR NOT NULL,
+    received_at DOUBLE NOT NULL, status VARCHAR NOT NULL, refusal_reason VARCHAR,
+    CONSTRAINT ck_status CHECK (status IN ('pending', 'decided', 'refused'))
+);
+CREATE INDEX ix_frames_line_frame_id ON frames (line, frame_id);
+CREATE INDEX ix_frames_line_received_at ON frames (line, received_at);
+CREATE TABLE decisions (
+    frame INTEGER NOT NULL PRIMARY KEY REFERENCES frames (id), label VARCHAR NOT NULL, score DOUBLE NOT NULL,
+    raw_score DOUBLE NOT NULL, band_low DOUBLE NOT NULL, band_high DOUBLE NOT NULL, provisional BOOLEAN NOT NULL,
+    nearest_defect_label VARCHAR, nearest_defect_frame VARCHAR, decided_at DOUBLE NOT NULL,
+    latency_ms DOUBLE NOT NULL, artifact_path VARCHAR,
+    CONSTRAINT ck_label CHECK (label IN ('ok', 'unsure', 'defect'))
+);
+CREATE TABLE corrections (
+    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, frame_id VARCHAR NOT NULL, verdict VARCHAR NOT NULL,
+    defect_label VARCHAR, note VARCHAR, operator VARCHAR NOT NULL, created_at DOUBLE NOT NULL,
+    previous_label VARCHAR NOT NULL, applied_at DOUBLE, undone_at DOUBLE, undoes INTEGER REFERENCES corrections (id),
+    CONSTRAINT ck_verdict CHECK (verdict IN ('ok', 'defect'))
+);
+CREATE UNIQUE INDEX ux_corrections_active ON corrections (line, frame_id) WHERE undone_at IS NULL AND undoes IS NULL;
+CREATE TABLE judges (
+    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, judge_id VARCHAR NOT NULL, source VARCHAR NOT NULL,
+    added_at DOUBLE NOT NULL, removed_at DOUBLE,
+    CONSTRAINT ck_source CHECK (source IN ('seed', 'correction', 'import'))
+);
+CREATE UNIQUE INDEX ux_judges_active ON judges (line, judge_id) WHERE removed_at IS NULL;
+CREATE TABLE events (
+    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, at DOUBLE NOT NULL, kind VARCHAR NOT NULL,
+    message VARCHAR NOT NULL, data TEXT
+);
+CREATE INDEX ix_events_line_at ON events (line, at);
+CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY);
+INSERT INTO schema_version VALUES (1);
+INSERT INTO frames VALUES (1, 3, 'f-0001', 'cam-a', 1000.0, 'decided', NULL);
+INSERT INTO decisions VALUES (1, 'unsure', 0.61, 0.58, 0.4, 0.7, 0, NULL, NULL, 1000.2, 12.5, NULL);
+INSERT INTO corrections VALUES (1, 3, 'f-0001', 'ok', NULL, 'glare, not a scratch', 'ann', 1001.0, 'unsure',
+                                NULL, NULL, NULL);
+"""
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "line-3" / "store.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{db_path}") as opened:
+        yield opened
+
+
+def decide(store: Store, frame_id: str, label: str = "ok", line: int = LINE, camera: str = "cam-a") -> int:
+    """Record a frame and its decision, as the daemon's store writer does."""
+    key = store.record_frame(line, frame_id, camera, received_at=1000.0 + len(frame_id), size_bytes=1234)
+    store.record_decision(
+        key,
+        label=label,
+        score=0.5,
+        raw_score=0.45,
+        band_low=0.4,
+        band_high=0.6,
+        provisional=False,
+        decided_at=1001.0,
+        latency_ms=8.0,
+    )
+    return key
+
+
+def schema(path: Path) -> dict[str, object]:
+    """Columns of every table and the SQL of every index: what a fresh and an upgraded store must share."""
+    with sqlite3.connect(path) as conn:
+        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        columns = {table: sorted(row[1] for row in conn.execute(f"PRAGMA table_info({table})")) for table in tables}
+        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql")}
+    return {"columns": columns, "indexes": indexes}
+
+
+def test_open_creates_the_folder_in_wal_mode(store: Store, db_path: Path) -> None:
+    assert db_path.is_file()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_received_equals_decided_plus_refused(store: Store) -> None:
+    for index, label in enumerate(["ok", "ok", "unsure", "defect"]):
+        decide(store, f"f-{index}", label)
+    store.record_refusal(store.record_frame(LINE, "f-bad", "cam-a", 1010.0, 9), "truncated JPEG")
+    store.record_refusal(store.record_frame(LINE, "", "", 1011.0, 3), "header is not JSON")
+    store.record_frame(LINE, "f-lost", "cam-a", 1012.0, 100)  # received, then the daemon was killed
+    decide(store, "f-other-line", line=LINE + 1)
+
+    counts = store.counts(LINE)
+    assert counts["pending"] == 1
+    assert store.refuse_pending(LINE, "daemon stopped before deciding") == 1
+
+    counts = store.counts(LINE)
+    assert counts == {
+        "received": 7,
+        "decided": 4,
+        "refused": 3,
+        "pending": 0,
+        "ok": 2,
+        "unsure": 1,
+        "defect": 1,
+        "corrections_pending": 0,
+    }
+    assert counts["received"] == counts["decided"] + counts["refused"]
+
+
+def test_a_resent_frame_id_is_recorded_again(store: Store) -> None:
+    first = decide(store, "f-1", "defect")
+    again = store.record_frame(LINE, "f-1", "cam-a", 2000.0, 1234)
+    store.record_refusal(again, "duplicate frame id")
+
+    assert again != first
+    assert store.counts(LINE)["received"] == 2
+    decision = store.decision_for(LINE, "f-1")
+    assert decision is not None and decision.key == first and decision.label == "defect"
+
+
+def test_a_frame_is_settled_once(store: Store) -> None:
+    key = decide(store, "f-1")
+    with pytest.raises(ConflictError, match="already decided"):
+        store.record_refusal(key, "late")
+    with pytest.raises(NotFoundError):
+        store.record_refusal(999, "no such frame")
+
+
+def test_recent_decisions_newest_first_with_filters(store: Store) -> None:
+    decide(store, "a", "ok")
+    decide(store, "bb", "unsure", camera="cam-b")
+    decide(store, "ccc", "defect")
+
+    assert [d.frame_id for d in store.recent_decisions(LINE)] == ["ccc", "bb", "a"]
+    assert [d.frame_id for d in store.recent_decisions(LINE, labels=["unsure", "defect"])] == ["ccc", "bb"]
+    assert [d.frame_id for d in store.recent_decisions(LINE, camera="cam-b")] == ["bb"]
+    assert [d.frame_id for d in store.recent_decisions(LINE, since=1002.5)] == ["ccc"]
+    assert [d.frame_id for d in store.recent_decisions(LINE, limit=1)] == ["ccc"]
+    assert store.decision_for(LINE, "missing") is None
+
+
+def test_corrections_refuse_unknown_refused_and_foreign_frames(store: Store) -> None:
+    decide(store, "f-1", line=LINE + 1)
+    store.record_refusal(store.record_frame(LINE, "f-2", "cam-a", 1.0, 0), "oversize")
+
+    with pytest.raises(NotFoundError, match="no decided frame 'nope' on line 3"):
+        store.add_correction(LINE, "nope", "ok", "ann", "unsure")
+    with pytest.raises(NotFoundError, match="seen on line 4"):
+        store.add_correction(LINE, "f-1", "ok", "ann", "unsure")
+    with pytest.raises(NotFoundError, match="refused"):
+        store.add_correction(LINE, "f-2", "ok", "ann", "unsure")
+    with pytest.raises(ValueError, match="verdict must be one of ok, defect"):
+        store.add_correction(LINE + 1, "f-1", "maybe", "ann", "unsure")
+    assert store.corrections(LINE) == []
+
+
+def test_one_active_correction_per_frame_and_undo_once(store: Store) -> None:
+    decide(store, "f-1", "unsure")
+    first = store.add_correction(LINE, "f-1", "defect", "ann", "unsure", defect_label="scratch", note="left rim")
+    with pytest.raises(ConflictError, match="already corrected to 'defect' by ann"):
+        store.add_correction(LINE, "f-1", "ok", "bob", "unsure")
+
+    undo = store.undo_correction(first, "bob")
+    with pytest.raises(ConflictError, match="already undone"):
+        store.undo_correction(first, "bob")
+    with pytest.raises(ConflictError, match="itself an undo"):
+        store.undo_correction(undo, "bob")
+    with pytest.raises(NotFoundError):
+        store.undo_correction(999, "bob")
+    second = store.add_correction(LINE, "f-1", "ok", "bob", "unsure")
+
+    recorded = {c.id: c for c in store.corrections(LINE)}
+    assert recorded[first].undone_at is not None and recorded[first].note == "left rim"
+    assert recorded[undo].undoes == first and recorded[undo].operator == "bob"
+    assert recorded[second].undone_at is None
+    assert [c.id for c in store.pending_corrections(LINE)] == [undo, second]
+    (event,) = store.events(LINE)
+    assert event.kind == "correction_undone" and event.data == {"correction": first, "undo": undo}
+
+
+def test_mark_applied_once_with_its_audit(store: Store) -> None:
+    decide(store, "f-1", "unsure")
+    correction = store.add_correction(LINE, "f-1", "ok", "ann", "unsure")
+    assert store.counts(LINE)["corrections_pending"] == 1
+
+    store.mark_applied(correction, {"judge_added": "f-1", "threshold": [0.61, 0.63]})
+    with pytest.raises(ConflictError, match="already applied"):
+        store.mark_applied(correction, {})
+
+    assert store.pending_corrections(LINE) == []
+    (applied,) = store.corrections(LINE)
+    assert applied.applied_at is not None
+    assert applied.audit == {"judge_added": "f-1", "threshold": [0.61, 0.63]}
+
+
+def test_concurrent_marks_of_one_frame_let_exactly_one_through(store: Store) -> None:
+    rounds = 20
+    for index in range(rounds):
+        decide(store, f"f-{index}", "unsure")
+
+    def mark(frame_id: str, operator: str, barrier: threading.Barrier, outcomes: list[object]) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(store.add_correction(LINE, frame_id, "ok", operator, "unsure"))
+        except ConflictError as error:
+            outcomes.append(error)
+
+    for index in range(rounds):
+        barrier, outcomes = threading.Barrier(2), []
+        threads = [
+            threading.Thread(target=mark, args=(f"f-{index}", operator, barrier, outcomes))
+            for operator in ("ann", "bob")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(type(outcome).__name__ for outcome in outcomes) == ["ConflictError", "int"]
+    assert len(store.corrections(LINE)) == rounds
+
+
+def test_judges_join_and_leave_the_bank(store: Store) -> None:
+    store.add_judge(LINE, "seed-001", "seed")
+    store.add_judge(LINE, "f-17", "correction")
+    with pytest.raises(ConflictError):
+        store.add_judge(LINE, "seed-001", "import")
+    store.remove_judge(LINE, "seed-001")
+    with pytest.raises(NotFoundError):
+        store.remove_judge(LINE, "seed-001")
+    store.add_judge(LINE, "seed-001", "import")
+
+    assert [(j.judge_id, j.source) for j in store.judges(LINE)] == [("f-17", "correction"), ("seed-001", "import")]
+    assert len(store.judges(LINE, include_removed=True)) == 3
+    assert store.judges(LINE + 1) == []
+
+
+def test_events_newest_first(store: Store) -> None:
+    store.log_event(LINE, "start", "daemon started")
+    store.log_event(LINE, "recovered", "restored 40 judges", {"judges": 40})
+    assert [(e.kind, e.data) for e in store.events(LINE)] == [("recovered", {"judges": 40}), ("start", None)]
+    assert len(store.events(LINE, limit=1)) == 1
+
+
+def test_a_version_1_store_is_upgraded_with_its_corrections(tmp_path: Path, db_path: Path) -> None:
+    assert set(MIGRATIONS) == set(range(2, SCHEMA_VERSION + 1))
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(V1_SCHEMA)
+
+    with Store.open(f"sqlite:///{db_path}") as store:
+        (correction,) = store.pending_corrections(LINE)
+        assert (correction.frame_id, correction.verdict, correction.operator) == ("f-0001", "ok", "ann")
+        assert (correction.note, correction.previous_label) == ("glare, not a scratch", "unsure")
+        assert correction.audit is None
+        decision = store.decision_for(LINE, "f-0001")
+        assert decision is not None and decision.size_bytes == 0
+        store.mark_applied(correction.id, {"judge_added": "f-0001"})
+        assert store.corrections(LINE)[0].audit == {"judge_added": "f-0001"}
+
+    fresh = tmp_path / "fresh.db"
+    Store.open(f"sqlite:///{fresh}").close()
+    assert schema(db_path) == schema(fresh)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_a_store_from_a_newer_release_is_refused(store: Store, db_path: Path) -> None:
+    store.close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+
+    with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}.*up to {SCHEMA_VERSION}"):
+        Store.open(f"sqlite:///{db_path}")
+
+
+def test_another_process_sees_committed_rows(store: Store, db_path: Path) -> None:
+    decide(store, "f-1", "defect")
+    store.add_correction(LINE, "f-1", "ok", "ann", "defect")
+
+    reader = (
+        "import sys; from daemon.store import Store; "
+        "store = Store.open(sys.argv[1]); print(store.counts(3)['decided'], len(store.pending_corrections(3)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", reader, f"sqlite:///{db_path}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.split() == ["1", "1"]
