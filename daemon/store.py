@@ -121,8 +121,8 @@ class DecisionRow(Base):
     label: Mapped[str]
     score: Mapped[float]
     raw_score: Mapped[float]
-    band_low: Mapped[float]
-    band_high: Mapped[float]
+    band_low: Mapped[float | None]  # None while the band is not yet calibrated (every decision unsure)
+    band_high: Mapped[float | None]
     provisional: Mapped[bool]
     nearest_defect_label: Mapped[str | None]
     nearest_defect_frame: Mapped[str | None]
@@ -217,8 +217,8 @@ class Decision:
     label: str
     score: float
     raw_score: float
-    band_low: float
-    band_high: float
+    band_low: float | None
+    band_high: float | None
     provisional: bool
     nearest_defect_label: str | None
     nearest_defect_frame: str | None
@@ -413,8 +413,8 @@ class Store:
         label: str,
         score: float,
         raw_score: float,
-        band_low: float,
-        band_high: float,
+        band_low: float | None,
+        band_high: float | None,
         provisional: bool,
         decided_at: float,
         latency_ms: float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from daemon.commands import demo_command, publish_command, status_command
 from musc_online.cli.eval_command import eval_command
 from musc_online.cli.replay_command import replay_command
 
@@ -14,6 +15,9 @@ app = typer.Typer(
 )
 app.command("eval")(eval_command)
 app.command("replay")(replay_command)
+app.command("publish")(publish_command)
+app.command("status")(status_command)
+app.command("demo")(demo_command)
 
 
 @app.callback()

@@ -19,7 +19,7 @@ import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -376,7 +376,8 @@ class OnlineScorer:
         """The frozen band once calibrated; before that one from the normal scores seen so far."""
         if self.thresholds.calibrated:
             return self.thresholds.band
-        return calibrate(self.normal_scores, self.settings.thresholds)
+        band = calibrate(self.normal_scores, self.settings.thresholds)
+        return band if band.source == "unset" else replace(band, source="provisional")
 
     def _admit(
         self,

@@ -45,7 +45,7 @@ class ThresholdSettings:
 
 @dataclass(frozen=True)
 class ThresholdBand:
-    """The current band and where it came from: calibrated, operator, corrections or unset."""
+    """The current band and where it came from: calibrated, provisional (warm-up), operator, corrections or unset."""
 
     low: float
     high: float

@@ -34,7 +34,7 @@ CREATE INDEX ix_frames_line_frame_id ON frames (line, frame_id);
 CREATE INDEX ix_frames_line_received_at ON frames (line, received_at);
 CREATE TABLE decisions (
     frame INTEGER NOT NULL PRIMARY KEY REFERENCES frames (id), label VARCHAR NOT NULL, score DOUBLE NOT NULL,
-    raw_score DOUBLE NOT NULL, band_low DOUBLE NOT NULL, band_high DOUBLE NOT NULL, provisional BOOLEAN NOT NULL,
+    raw_score DOUBLE NOT NULL, band_low DOUBLE, band_high DOUBLE, provisional BOOLEAN NOT NULL,
     nearest_defect_label VARCHAR, nearest_defect_frame VARCHAR, decided_at DOUBLE NOT NULL,
     latency_ms DOUBLE NOT NULL, artifact_path VARCHAR,
     CONSTRAINT ck_label CHECK (label IN ('ok', 'unsure', 'defect'))

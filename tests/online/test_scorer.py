@@ -150,3 +150,18 @@ def test_nearest_known_defect_is_named(backbone):
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OnlineSettings(**kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_scorer_matches_cpu_scorer(backbone):
+    frames = _frames(12, seed=7)
+    cpu, gpu = (
+        _scorer(backbone),
+        OnlineScorer(backbone, OnlineSettings(window=8, judges_per_frame=0, admission="all"), "cuda"),
+    )
+    for i, (maps, feature) in enumerate(frames):
+        expected = cpu.score_features(f"f{i}", maps, feature, (64, 64))
+        got = gpu.score_features(f"f{i}", [m.cuda() for m in maps], feature.cuda(), (64, 64))
+        np.testing.assert_allclose(got.patch_scores, expected.patch_scores, atol=1e-4)
+        assert got.score == pytest.approx(expected.score, abs=1e-4)

@@ -1,0 +1,207 @@
+"""Line tools of the ``musc-online`` command: ``publish`` (a camera stand-in), ``status`` and ``demo``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from daemon.cli import load_or_exit
+from musc_online.client import ControlClient, DecisionSubscriber, FrameSender
+from musc_online.datasets import DatasetError, images_in, load_image
+from musc_online.synthetic import synthetic_product
+
+Line = Annotated[int, typer.Option(help="Line number (selects the line's endpoints and store).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="Config file over config/default.toml.")]
+
+
+def frame_source(source: str, seed: int = 0, defect_rate: float = 0.1, size: int = 320) -> Iterator[np.ndarray]:
+    """Endless frames: a folder's images in order, round and round, or synthetic parts with planted defects."""
+    if source == "synthetic":
+        rng = np.random.default_rng(seed)
+        while True:
+            yield synthetic_product(rng, size, defective=rng.random() < defect_rate)
+    paths = images_in(source)
+    if not paths:
+        raise DatasetError(f"no images in {source}")
+    for path in itertools.cycle(paths):
+        yield load_image(path)
+
+
+def publish_command(
+    line: Line = 3,
+    source: Annotated[str, typer.Option(help="A folder of images, or 'synthetic'.")] = "synthetic",
+    rate: Annotated[float, typer.Option(help="Frames per second (0: as fast as the daemon takes them).")] = 5.0,
+    count: Annotated[int, typer.Option(help="Frames to send.")] = 100,
+    camera: Annotated[str, typer.Option(help="Camera name in the frame headers.")] = "cam-1",
+    encoding: Annotated[str, typer.Option(help="jpeg, png or raw.")] = "jpeg",
+    defect_rate: Annotated[float, typer.Option(help="Synthetic source: share of parts with a defect.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Synthetic source: random seed.")] = 0,
+    config_file: ConfigFile = None,
+) -> None:
+    """Push frames to a line's daemon like a camera would."""
+    settings = load_or_exit(line, config_file).transport_settings()
+    try:
+        frames = frame_source(source, seed, defect_rate)
+        period = 1.0 / rate if rate > 0 else 0.0
+        started = time.monotonic()
+        with FrameSender(settings, line=line) as sender:
+            for i in range(count):
+                sender.send(next(frames), camera=camera, frame_id=f"{camera}-{int(started)}-{i:06d}", encoding=encoding)
+                if period:
+                    time.sleep(max(0.0, started + (i + 1) * period - time.monotonic()))
+    except (DatasetError, ValueError) as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"sent {count} frames to {settings.frames_endpoint} from {source}", err=True)
+
+
+def _status_table(status: dict) -> Table:
+    counts, scorer = status["counts"], status["scorer"]
+    table = Table(
+        title=f"Line {status['line']}" + (" (daemon not running: store only)" if not status.get("live") else "")
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [
+        ("frames received", counts["received"]),
+        ("  decided", counts["decided"]),
+        ("  refused", counts["refused"]),
+        ("  pending", counts.get("pending", 0)),
+        ("decisions ok / unsure / defect", f"{counts['ok']} / {counts['unsure']} / {counts['defect']}"),
+        ("corrections pending", counts["corrections_pending"]),
+    ]
+    if scorer:
+        band = scorer["band"]
+        rows += [
+            ("window", f"{scorer['window']} / {scorer['window_capacity']}"),
+            ("judges", scorer["judges"]),
+            ("known defects", scorer["known_defects"]),
+            ("band low / high", _band_text(band)),
+            ("corrections moving the band", scorer["corrections_moving_band"]),
+            ("queue depth", status["queue_depth"]),
+            ("paused", status["paused"]),
+        ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def _band_text(band: dict) -> str:
+    if band["low"] is None or band["source"] == "unset":
+        return "not calibrated yet (decisions unsure)"
+    return f"{band['low']:.4f} / {band['high']:.4f} ({band['source']})"
+
+
+def line_status(line: int, config_file: Path | None = None, timeout_ms: int = 2000) -> dict:
+    """The running daemon's status over the control socket, or the store's counts when it does not answer."""
+    config = load_or_exit(line, config_file)
+    try:
+        with ControlClient(config.transport_settings()) as control:
+            reply = control.call("status", timeout_ms=timeout_ms)
+        if reply.get("ok"):
+            return {**reply["result"], "live": True}
+    except TimeoutError:
+        pass
+    from daemon.store import Store
+
+    with Store.open(config.store_url) as store:
+        return {"line": line, "counts": dict(store.counts(line)), "scorer": None, "live": False}
+
+
+def status_command(
+    line: Line = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config_file: ConfigFile = None,
+) -> None:
+    """Show a line's counts (received = decided + refused + pending), window, judges and band."""
+    status = line_status(line, config_file)
+    if as_json:
+        typer.echo(json.dumps(status, indent=2))
+    else:
+        Console().print(_status_table(status))
+
+
+def demo_command(
+    line: Line = 3,
+    source: Annotated[str, typer.Option(help="A folder of images, or 'synthetic'.")] = "synthetic",
+    count: Annotated[int, typer.Option(help="Frames the camera sends.")] = 60,
+    rate: Annotated[float, typer.Option(help="Camera frames per second.")] = 4.0,
+    config_file: ConfigFile = None,
+) -> None:
+    """Start the line daemon and a camera, print every decision as it comes, then stop the daemon cleanly."""
+    config = load_or_exit(line, config_file)
+    command = [sys.executable, "-m", "daemon.cli", "start", "--line", str(line)]
+    if config_file:
+        command += ["--config", str(config_file)]
+    daemon = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        with ControlClient(config.transport_settings()) as control:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    control.call("status", timeout_ms=1000)
+                    break
+                except TimeoutError:
+                    if daemon.poll() is not None or time.monotonic() > deadline:
+                        typer.secho("error: the daemon did not start (see its log above)", fg="red", err=True)
+                        raise typer.Exit(1) from None
+            with DecisionSubscriber(config.transport_settings(), line) as decisions:
+                time.sleep(0.3)  # let the subscription reach the daemon before the first frame
+                camera = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "musc_online.cli.main",
+                        "publish",
+                        "--line",
+                        str(line),
+                        "--source",
+                        source,
+                        "--count",
+                        str(count),
+                        "--rate",
+                        str(rate),
+                    ]
+                    + (["--config", str(config_file)] if config_file else [])
+                )
+                for _ in range(count):
+                    message = decisions.receive(timeout_ms=60_000)
+                    if message is None:
+                        break
+                    _print_decision(message)
+                camera.wait()
+            Console().print(_status_table({**control.call("status")["result"], "live": True}))
+            control.call("shutdown")
+        daemon.wait(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+
+
+def _print_decision(message: dict) -> None:
+    if message.get("topic", "").endswith("refusal"):
+        typer.secho(f"{message.get('frame_id')}: REFUSED ({message.get('code')}: {message.get('reason')})", fg="red")
+        return
+    colour = {"ok": "green", "unsure": "yellow", "defect": "red"}[message["label"]]
+    extra = " (provisional)" if message.get("provisional") else ""
+    nearest = message.get("nearest_defect")
+    if nearest:
+        extra += f", looks like known defect '{nearest['label']}'"
+    typer.secho(
+        f"{message['frame_id']}: {message['label']:<6} score {message['score']:.4f}  "
+        f"{message['latency_ms']:.0f} ms{extra}",
+        fg=colour,
+    )

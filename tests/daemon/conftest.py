@@ -1,0 +1,138 @@
+"""A real daemon process on loopback with a temporary store, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from musc_online.client import ControlClient, DecisionSubscriber
+from musc_online.transport import CurveClientKeys, TransportSettings
+
+LINE = 3
+# Small and fast, still the real pretrained backbone: the end-to-end tests check plumbing, not accuracy.
+FAST = {
+    "MUSC_MODEL__IMAGE_SIZE": "128",
+    "MUSC_ONLINE__WINDOW": "16",
+    "MUSC_ONLINE__JUDGES_PER_FRAME": "4",
+    "MUSC_ONLINE__CALIBRATION_SCORES": "16",
+    "MUSC_MUSC__R_LIST": "[1, 3]",
+    "MUSC_PIPELINE__MAX_IMAGE_PIXELS": "1000000",
+    "MUSC_ARTIFACTS__KEEP_OK_EVERY": "0",
+}
+
+
+def free_port_block(line: int = LINE) -> int:
+    """A base port whose block for ``line`` (4 ports) is free on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1] - 10 * line
+        if base < 1024 or base + 10 * line + 3 > 65535:
+            continue
+        try:
+            for offset in range(4):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + 10 * line + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port block found")
+
+
+class DaemonProcess:
+    """``musc-daemon start`` in a subprocess, with its own data folder and port block."""
+
+    def __init__(
+        self, data_dir: Path, extra_env: dict[str, str] | None = None, keys: CurveClientKeys | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.keys = keys  # the client identity control calls use when the daemon runs with CURVE
+        self.base_port = free_port_block()
+        self.env = {
+            **os.environ,
+            **FAST,
+            "MUSC_PATHS__DATA_DIR": str(data_dir),
+            "MUSC_TRANSPORT__BASE_PORT": str(self.base_port),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.settings = TransportSettings.for_line(LINE, self.base_port)
+        self.log = data_dir / "daemon.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 120) -> DaemonProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daemon.cli", "start", "--line", str(LINE), "--no-log-json"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[2],
+            )
+        deadline = time.monotonic() + timeout_s
+        with ControlClient(self.settings, keys=self.keys) as control:
+            while time.monotonic() < deadline:
+                assert self.process.poll() is None, f"daemon exited early:\n{self.log.read_text()}"
+                try:
+                    if control.call("status", timeout_ms=500)["ok"]:
+                        return self
+                except TimeoutError:
+                    pass
+        raise AssertionError(f"daemon did not answer within {timeout_s} s:\n{self.log.read_text()}")
+
+    def call(self, command: str, **args):
+        with ControlClient(self.settings, keys=self.keys) as control:
+            return control.call(command, timeout_ms=30_000, **args)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout_s)
+
+
+class Collector:
+    """Subscribes to a line's decisions and refusals in a background thread."""
+
+    def __init__(self, settings: TransportSettings, line: int = LINE) -> None:
+        self.messages: list[dict] = []
+        self._subscriber = DecisionSubscriber(settings, line)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        time.sleep(0.5)  # let the subscription reach the publisher before anything is sent
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._subscriber.receive(timeout_ms=100)
+            if message is not None:
+                self.messages.append(message)
+
+    def wait_for(self, count: int, timeout_s: float = 180) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.messages)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._subscriber.close()
+
+
+@pytest.fixture
+def daemon_process(tmp_path):
+    daemon = DaemonProcess(tmp_path / "lines").start()
+    yield daemon
+    if daemon.process and daemon.process.poll() is None:
+        daemon.process.kill()
+        daemon.process.wait()
