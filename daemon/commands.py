@@ -137,15 +137,23 @@ def demo_command(
     line: Line = 3,
     source: Annotated[str, typer.Option(help="A folder of images, or 'synthetic'.")] = "synthetic",
     count: Annotated[int, typer.Option(help="Frames the camera sends.")] = 60,
-    rate: Annotated[float, typer.Option(help="Camera frames per second.")] = 4.0,
+    rate: Annotated[float, typer.Option(help="Camera frames per second.")] = 3.0,
     config_file: ConfigFile = None,
 ) -> None:
     """Start the line daemon and a camera, print every decision as it comes, then stop the daemon cleanly."""
     config = load_or_exit(line, config_file)
-    command = [sys.executable, "-m", "daemon.cli", "start", "--line", str(line)]
+    command = [sys.executable, "-m", "daemon.cli", "start", "--line", str(line), "--no-log-json"]
     if config_file:
         command += ["--config", str(config_file)]
-    daemon = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    config.line_dir.mkdir(parents=True, exist_ok=True)
+    log_path = config.line_dir / "daemon.log"
+    typer.echo(
+        f"starting the line {line} daemon ({config.model.backbone}, {config.model.image_size} px); log: {log_path}"
+    )
+    with open(log_path, "ab") as log_file:
+        daemon = subprocess.Popen(
+            command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         with ControlClient(config.transport_settings()) as control:
             deadline = time.monotonic() + 120
@@ -155,10 +163,11 @@ def demo_command(
                     break
                 except TimeoutError:
                     if daemon.poll() is not None or time.monotonic() > deadline:
-                        typer.secho("error: the daemon did not start (see its log above)", fg="red", err=True)
+                        typer.secho(f"error: the daemon did not start; its log: {log_path}", fg="red", err=True)
                         raise typer.Exit(1) from None
             with DecisionSubscriber(config.transport_settings(), line) as decisions:
                 time.sleep(0.3)  # let the subscription reach the daemon before the first frame
+                typer.echo(f"camera: {count} {source} frames at {rate} frames/s; decisions as they arrive:")
                 camera = subprocess.Popen(
                     [
                         sys.executable,

@@ -1,0 +1,64 @@
+"""The line tools of musc-online: demo (daemon + camera), publish and status, against real processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from musc_online.cli.main import app
+
+from .conftest import FAST, LINE, free_port_block
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def line_env(tmp_path, monkeypatch):
+    env = {**FAST, "MUSC_PATHS__DATA_DIR": str(tmp_path / "lines"), "MUSC_TRANSPORT__BASE_PORT": str(free_port_block())}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.mark.slow
+def test_demo_starts_the_daemon_shows_live_decisions_and_stops_cleanly(line_env, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "musc_online.cli.main", "demo", "--line", str(LINE), "--count", "8", "--rate", "20"],
+        env={**os.environ, **line_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    decisions = [line for line in result.stdout.splitlines() if line.startswith("cam-1-")]
+    assert len(decisions) == 8
+    assert "frames received" in result.stdout
+    log = tmp_path / "lines" / f"line-{LINE}" / "daemon.log"
+    assert "stopped cleanly" in log.read_text()
+
+
+def test_status_without_a_daemon_reads_the_store(line_env):
+    result = runner.invoke(app, ["status", "--line", str(LINE), "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["live"] is False
+    assert status["counts"]["received"] == 0
+    table = runner.invoke(app, ["status", "--line", str(LINE)])
+    assert "daemon not running" in table.stdout
+
+
+def test_publish_refuses_a_missing_folder(line_env, tmp_path):
+    result = runner.invoke(app, ["publish", "--line", str(LINE), "--source", str(tmp_path / "none"), "--count", "1"])
+    assert result.exit_code == 2
+    assert "none" in result.output
+
+
+def test_bad_config_value_is_named(line_env, monkeypatch):
+    monkeypatch.setenv("MUSC_ONLINE__WINDOW", "0")
+    result = runner.invoke(app, ["status", "--line", str(LINE)])
+    assert result.exit_code == 2
+    assert "online.window" in result.output
