@@ -214,3 +214,46 @@ def _print_decision(message: dict) -> None:
         f"{message['latency_ms']:.0f} ms{extra}",
         fg=colour,
     )
+
+
+def judges_command(
+    action: Annotated[str, typer.Argument(help="list, add DIR, remove ID, export FILE or import FILE.")],
+    target: Annotated[str | None, typer.Argument(help="The folder, judge id or file the action needs.")] = None,
+    line: Line = 3,
+    config_file: ConfigFile = None,
+) -> None:
+    """Curate a running line's judge bank: seed it from good images, prune it, move it between lines."""
+    needs = {"list": None, "add": "folder", "remove": "id", "export": "file", "import": "file"}
+    if action not in needs:
+        typer.secho(f"error: unknown action {action!r}; choose {', '.join(needs)}", fg="red", err=True)
+        raise typer.Exit(2)
+    args = {"action": action}
+    if needs[action]:
+        if not target:
+            typer.secho(f"error: 'judges {action}' needs a {needs[action]}", fg="red", err=True)
+            raise typer.Exit(2)
+        args[needs[action]] = str(Path(target).resolve()) if needs[action] != "id" else target
+    config = load_or_exit(line, config_file)
+    try:
+        with ControlClient(config.transport_settings()) as control:
+            reply = control.call("judges", timeout_ms=120_000, **args)
+    except TimeoutError:
+        typer.secho(
+            f"error: the line {line} daemon does not answer; start it with 'musc-daemon start --line {line}'",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    if not reply.get("ok"):
+        typer.secho(f"error: {reply.get('error')}", fg="red", err=True)
+        raise typer.Exit(2)
+    result = reply["result"]
+    if action == "list":
+        table = Table(title=f"Judges of line {line}")
+        for column in ("id", "source", "score"):
+            table.add_column(column)
+        for judge in result:
+            table.add_row(judge["id"], judge["source"], "-" if judge["score"] is None else f"{judge['score']:.4f}")
+        Console().print(table)
+    else:
+        typer.echo(json.dumps(result))

@@ -405,6 +405,8 @@ class LineDaemon:
             return {"saved": str(self.snapshot())}
         if command == "reload_judges":
             return {"added": self.seed_judges(args.get("folder") or self.config.online.judges_dir)}
+        if command == "judges":
+            return self.judges_command(args)
         if command == "shutdown":
             self.stopping.set()
             return {"stopping": True}
@@ -420,7 +422,38 @@ class LineDaemon:
             added = self.scorer.seed_judges([load_image(p) for _, p in pairs], [i for i, _ in pairs])
         for judge_id, _ in pairs:
             self.store.add_judge(self.line, judge_id, "seed")
+        if added and self.ready:
+            self.snapshot()
         return added
+
+    def judges_command(self, args: dict) -> object:
+        """Curate the judge bank: list, add a folder, remove one, export to or import from a file."""
+        action = args.get("action")
+        if action == "list":
+            sources = {j.judge_id: j.source for j in self.store.judges(self.line)}
+            with self.scorer_lock:
+                bank = self.scorer.judges
+                ids = bank.ids() if bank else []
+                return [{"id": i, "score": bank.score(i), "source": sources.get(i, "?")} for i in ids]
+        if action == "add":
+            return {"added": self.seed_judges(args["folder"])}
+        if action == "remove":
+            with self.scorer_lock:
+                self.scorer.remove_judge(args["id"])
+            self.store.remove_judge(self.line, args["id"])
+            self.snapshot()
+            return {"removed": args["id"]}
+        if action == "export":
+            with self.scorer_lock:
+                return {"exported": self.scorer.export_judges(args["file"]), "file": args["file"]}
+        if action == "import":
+            with self.scorer_lock:
+                added = self.scorer.import_judges(args["file"])
+            for judge_id in added:
+                self.store.add_judge(self.line, judge_id, "import")
+            self.snapshot()
+            return {"imported": len(added)}
+        raise ValueError(f"unknown judges action {action!r}: list, add, remove, export or import")
 
     def status(self) -> dict:
         """Counts from the store (received = decided + refused + pending), scorer state, queue, uptime."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from daemon.commands import demo_command, publish_command, status_command
+from daemon.commands import demo_command, judges_command, publish_command, status_command
 from musc_online.cli.eval_command import eval_command
 from musc_online.cli.replay_command import replay_command
 
@@ -18,6 +18,7 @@ app.command("replay")(replay_command)
 app.command("publish")(publish_command)
 app.command("status")(status_command)
 app.command("demo")(demo_command)
+app.command("judges")(judges_command)
 
 
 @app.callback()

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 import time
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -29,12 +31,13 @@ from musc_online.backbones import Backbone
 from musc_online.batch import MuscSettings, score_batch, upsample
 from musc_online.lnamd import lnamd
 from musc_online.msm import compute_dtype, distances_from_similarity, interval_mean, interval_size, query_similarity
-from musc_online.online.bank import FeatureBank
+from musc_online.online.bank import FEATURES_FILE, INDEX_FILE, META_FILE, FeatureBank
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy, ThresholdSettings, calibrate
 from musc_online.online.window import RollingWindow
 from musc_online.rscin import min_max_normalise, neighbourhood_average
 
 ADMISSION_POLICIES = ("ok", "all")
+JUDGE_EXPORT_FILES = {INDEX_FILE, FEATURES_FILE, META_FILE}
 NORMALISATIONS = ("none", "minmax")
 
 
@@ -538,6 +541,49 @@ class OnlineScorer:
         self.thresholds.remove_label(correction_id)
         correction.undone = True
         return correction
+
+    # ------------------------------------------------------------------------------------------- judges
+    def remove_judge(self, judge_id: str) -> None:
+        """Take a judge out of the bank (it stays in the window if it votes there)."""
+        if self.judges is None or judge_id not in self.judges:
+            raise KeyError(f"no judge {judge_id!r} in the bank")
+        self.judges.remove(judge_id)
+
+    def export_judges(self, path: str | Path) -> int:
+        """Write the judge bank to one zip file (FAISS index, features, metadata: no pickles); returns its size."""
+        if self.judges is None or len(self.judges) == 0:
+            raise ValueError("the judge bank is empty: nothing to export")
+        path = Path(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "judges"
+            self.judges.save(folder, self.fingerprint)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+                for file in sorted(folder.iterdir()):
+                    archive.write(file, file.name)
+        return len(self.judges)
+
+    def import_judges(self, path: str | Path) -> list[str]:
+        """Add the judges of an exported bank (same backbone and settings only); returns the ids added."""
+        path = Path(path)
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a judge bank export (a zip file made by 'judges export')")
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if not names <= JUDGE_EXPORT_FILES:
+                raise ValueError(f"{path} holds unexpected files {sorted(names - JUDGE_EXPORT_FILES)}")
+            archive.extractall(tmp)
+            incoming = FeatureBank.load(Path(tmp), self.fingerprint, device=self.device)
+        added = []
+        for judge_id in incoming.ids():
+            if self.judges is not None and judge_id in self.judges:
+                continue
+            features = [f[0] for f in incoming.patch_features([judge_id])]
+            image_feature = incoming.image_features([judge_id])[0]
+            self._ensure_banks(image_feature)
+            self.judges.add(judge_id, image_feature, features, score=incoming.score(judge_id))
+            added.append(judge_id)
+        return added
 
     def set_band(self, low: float, high: float) -> ThresholdBand:
         """Set the decision band by hand (corrections still adjust it)."""

@@ -165,3 +165,33 @@ def test_gpu_scorer_matches_cpu_scorer(backbone):
         got = gpu.score_features(f"f{i}", [m.cuda() for m in maps], feature.cuda(), (64, 64))
         np.testing.assert_allclose(got.patch_scores, expected.patch_scores, atol=1e-4)
         assert got.score == pytest.approx(expected.score, abs=1e-4)
+
+
+def test_judges_export_and_import_between_scorers_of_the_same_setup(backbone, tmp_path):
+    rng = np.random.default_rng(4)
+    images = [rng.integers(90, 140, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
+    source = OnlineScorer(backbone, OnlineSettings(window=4))
+    source.seed_judges(images, [f"good{i}" for i in range(5)])
+    assert source.export_judges(tmp_path / "bank.zip") == 5
+
+    target = OnlineScorer(backbone, OnlineSettings(window=4))
+    target.seed_judges(images[:1], ["good0"])
+    assert target.import_judges(tmp_path / "bank.zip") == ["good1", "good2", "good3", "good4"]
+    assert target.judges.ids() == source.judges.ids()
+    target.remove_judge("good3")
+    assert "good3" not in target.judges
+
+
+def test_judges_from_another_backbone_are_refused_and_nothing_changes(backbone, tmp_path):
+    rng = np.random.default_rng(5)
+    images = [rng.integers(90, 140, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    other = OnlineScorer(create_backbone("test_random_timm_vit"), OnlineSettings(window=4))
+    other.seed_judges(images, ["a", "b", "c"])
+    other.export_judges(tmp_path / "other.zip")
+    scorer = OnlineScorer(backbone, OnlineSettings(window=4))
+    with pytest.raises(ValueError, match="backbone"):
+        scorer.import_judges(tmp_path / "other.zip")
+    assert scorer.judges is None or len(scorer.judges) == 0
+    (tmp_path / "not-a-bank.zip").write_text("hello")
+    with pytest.raises(ValueError, match="not a judge bank export"):
+        scorer.import_judges(tmp_path / "not-a-bank.zip")

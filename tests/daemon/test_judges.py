@@ -1,0 +1,53 @@
+"""Curating a running line's judge bank through `musc-online judges`."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from musc_online.backbones import create_backbone
+from musc_online.cli.main import app
+from musc_online.online.scorer import OnlineScorer, OnlineSettings
+from musc_online.synthetic import synthetic_product
+
+from .conftest import LINE, DaemonProcess
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monkeypatch):
+    good = tmp_path / "good"
+    good.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(synthetic_product(rng, 128)).save(good / f"part{i}.png")
+    daemon = DaemonProcess(tmp_path / "lines").start()
+    for key, value in daemon.env.items():
+        if key.startswith("MUSC_"):
+            monkeypatch.setenv(key, value)
+
+    def judges(*args: str):
+        return runner.invoke(app, ["judges", *args, "--line", str(LINE)])
+
+    assert json.loads(judges("add", str(good)).stdout) == {"added": 4}
+    listing = judges("list")
+    assert listing.exit_code == 0 and "seed/part2" in listing.stdout
+    bank = tmp_path / "bank.zip"
+    assert json.loads(judges("export", str(bank)).stdout)["exported"] == 4
+    assert judges("remove", "seed/part2").exit_code == 0
+    assert daemon.call("status")["result"]["scorer"]["judges"] == 3
+    assert json.loads(judges("import", str(bank)).stdout) == {"imported": 1}
+    assert daemon.call("status")["result"]["scorer"]["judges"] == 4
+
+    foreign = OnlineScorer(create_backbone("test_random_vit"), OnlineSettings(window=4))
+    foreign.seed_judges([synthetic_product(rng, 64) for _ in range(3)], ["x", "y", "z"])
+    foreign.export_judges(tmp_path / "foreign.zip")
+    refused = judges("import", str(tmp_path / "foreign.zip"))
+    assert refused.exit_code == 2
+    assert "backbone" in refused.output
+    assert daemon.call("status")["result"]["scorer"]["judges"] == 4
+    assert judges("remove", "nobody").exit_code == 2
+    assert daemon.stop() == 0
