@@ -16,7 +16,7 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("script", ["bench_batch.py", "bench_online.py", "golden_check.py"])
+@pytest.mark.parametrize("script", ["bench_batch.py", "bench_online.py", "bench_daemon.py", "golden_check.py"])
 def test_help(script):
     result = _run(script, "--help")
     assert result.returncode == 0, result.stderr
@@ -66,3 +66,30 @@ def test_bench_online_tiny_run(tmp_path):
     assert figures["references_per_frame"] == {"voters": 5, "judges": 0}
     assert figures["frames_per_second"] > 0
     assert figures["latency_ms"]["msm"]["p50"] > 0
+
+
+def test_bench_daemon_tiny_run(tmp_path):
+    out = tmp_path / "d.json"
+    result = _run(
+        "bench_daemon.py",
+        "--size",
+        "96",
+        "--window",
+        "8",
+        "--frames",
+        "12",
+        "--rate",
+        "20",
+        "--image-px",
+        "96",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["latency_ms"]["p50"] > 0
+    assert figures["latency_ms"]["p99"] >= figures["latency_ms"]["p50"]
+    assert figures["frames_per_second"] > 0
+    assert figures["counts"]["received"] == figures["counts"]["decided"] > 0
