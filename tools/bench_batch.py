@@ -13,37 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
+from bench_common import add_model_arguments, machine, model_from_arguments
 
-from musc_online.backbones import create_backbone, default_settings
-from musc_online.backbones.open_clip_vit import OpenClipViT
 from musc_online.batch import MuscSettings, score_patches
 from musc_online.datasets import list_samples, load_image
 from musc_online.evaluation import Features, extract_features
-
-
-def cpu_name() -> str:
-    """The processor's model name, for the record of where a figure was measured."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def random_open_clip_vit(model_name: str, image_size: int, layers: tuple[int, ...]) -> OpenClipViT:
-    """A RANDOM-INIT open_clip ViT of the real architecture, for timing where no weights can be had."""
-    model = open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
-    return OpenClipViT(model.visual, f"{model_name} (random weights, timing only)", layers)
 
 
 def synthetic_features(backbone, count: int, batch_size: int, device: torch.device) -> Features:
@@ -74,31 +54,17 @@ def timed(device: torch.device, work):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--size", type=int)
-    parser.add_argument("--random-weights", action="store_true", help="random-init open_clip ViT (timing only)")
+    add_model_arguments(parser)
     parser.add_argument("--root", type=Path, help="dataset root with real images (else synthetic images)")
     parser.add_argument("--layout", default="mvtec")
     parser.add_argument("--category", default="bottle")
     parser.add_argument("--images", type=int, default=200, help="set size N for synthetic images")
-    parser.add_argument("--r-list", default="1,3,5")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    size, layers = default_settings(args.backbone)
-    size = args.size or size
-    if args.random_weights:
-        backbone = random_open_clip_vit(args.backbone, size, layers)
-    else:
-        backbone = create_backbone(args.backbone, image_size=size)
-    backbone = backbone.to(device)
-    settings = MuscSettings(r_list=tuple(int(r) for r in args.r_list.split(",")))
+    backbone, device, r_list = model_from_arguments(args)
+    size = backbone.image_size
+    settings = MuscSettings(r_list=r_list)
 
     if args.root:
         paths = [s.path for s in list_samples(args.root, args.layout, args.category)]
@@ -112,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     _, scoring_s = timed(device, lambda: score_patches(features.layer_maps, settings))
 
     figures = {
-        "machine": {
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(device),
         "settings": {
             "backbone": backbone.name,
             "image_size": size,

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_batch import cpu_name
+from bench_common import cpu_name
 
 from daemon.commands import frame_source
 from musc_online.client import ControlClient, DecisionSubscriber, FrameSender

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_batch import cpu_name, random_open_clip_vit
+from bench_common import add_model_arguments, machine, model_from_arguments
 
-from musc_online.backbones import create_backbone, default_settings
 from musc_online.batch import MuscSettings
 from musc_online.datasets import list_samples, load_image
 from musc_online.online.scorer import OnlineScorer, OnlineSettings
@@ -41,36 +40,22 @@ def image_source(root: Path | None, category: str, size: int) -> itertools.cycle
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--size", type=int)
-    parser.add_argument("--random-weights", action="store_true", help="random-init open_clip ViT (timing only)")
+    add_model_arguments(parser)
     parser.add_argument("--root", type=Path, help="MVTec-layout root for real frames (else synthetic)")
     parser.add_argument("--category", default="bottle")
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--judges-per-frame", type=int, default=0)
     parser.add_argument("--frames", type=int, default=64, help="frames timed after the window is full")
     parser.add_argument("--micro-batch", type=int, default=1)
-    parser.add_argument("--r-list", default="1,3,5")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    size, layers = default_settings(args.backbone)
-    size = args.size or size
-    if args.random_weights:
-        backbone = random_open_clip_vit(args.backbone, size, layers)
-    else:
-        backbone = create_backbone(args.backbone, image_size=size)
-    backbone = backbone.to(device)
+    backbone, device, r_list = model_from_arguments(args)
+    size = backbone.image_size
     settings = OnlineSettings(
         window=args.window,
         judges_per_frame=args.judges_per_frame,
         admission="all",
-        musc=MuscSettings(r_list=tuple(int(r) for r in args.r_list.split(","))),
+        musc=MuscSettings(r_list=r_list),
         history=max(args.micro_batch, 4),
     )
     scorer = OnlineScorer(backbone, settings, device)
@@ -89,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
 
     figures = {
-        "machine": {
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(device),
         "settings": {
             "backbone": backbone.name,
             "image_size": size,
