@@ -1,5 +1,6 @@
 """With CURVE keys configured, only listed publishers get frames into the daemon."""
 
+import contextlib
 import time
 
 import numpy as np
@@ -33,9 +34,11 @@ def test_unknown_publisher_is_refused_and_a_listed_one_gets_through(tmp_path):
     rng = np.random.default_rng(0)
     stranger_keys = CurveClientKeys(stranger_secret, server_public)
     with FrameSender(daemon.settings, line=LINE, keys=stranger_keys, send_timeout_ms=2000) as stranger:
-        # The handshake is refused, so the socket never gets a peer to hand the frame to.
-        with pytest.raises(TimeoutError, match="took no frame"):
+        # The handshake is refused: the frame either waits for a peer that never comes (the send times out) or
+        # is queued on the refused connection and discarded with it. Either way it never reaches the daemon.
+        with contextlib.suppress(TimeoutError):
             stranger.send(synthetic_product(rng, 96), camera="stranger", frame_id="s0", encoding="png")
+        time.sleep(1.5)
         assert daemon.call("status")["result"]["counts"]["received"] == 0
         with FrameSender(daemon.settings, line=LINE, keys=camera) as listed:
             for i in range(3):
