@@ -12,14 +12,13 @@ Prints a summary and, with ``--json``, writes the figures with the machine and s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from bench_common import add_model_arguments, machine, model_from_arguments
+from bench_common import add_model_arguments, machine, model_from_arguments, report
 
 from musc_online.batch import MuscSettings, score_patches
 from musc_online.datasets import list_samples, load_image
@@ -95,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             "total": 1e3 * (backbone_s + scoring_s) / count,
         },
     }
-    if device.type == "cuda":
-        figures["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    report(figures, device, args.json)
     return 0
 
 

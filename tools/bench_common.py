@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 from pathlib import Path
 
@@ -62,3 +63,14 @@ def machine(device: torch.device) -> dict[str, object]:
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+def report(figures: dict, device: torch.device, path: Path | None) -> None:
+    """Add the GPU's peak memory, print the figures as JSON and write them to ``path`` if given."""
+    if device.type == "cuda":
+        figures["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)

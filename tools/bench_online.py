@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from bench_common import add_model_arguments, machine, model_from_arguments
+from bench_common import add_model_arguments, machine, model_from_arguments, report
 
 from musc_online.batch import MuscSettings
 from musc_online.datasets import list_samples, load_image
@@ -91,12 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms": latency_summary(decisions),
         "frames_per_second": len(decisions) / elapsed,
     }
-    if device.type == "cuda":
-        figures["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    report(figures, device, args.json)
     return 0
 
 
