@@ -181,8 +181,8 @@ class DaemonConfig:
 
     @property
     def http_port(self) -> int:
-        """The port of ``/healthz``, ``/readyz`` and ``/metrics``."""
-        return self.first_port + HTTP_PORT_OFFSET
+        """The port of ``/healthz``, ``/readyz`` and ``/metrics`` (0, OS-chosen, when ``base_port`` is 0)."""
+        return self.first_port + HTTP_PORT_OFFSET if self.transport.base_port else 0
 
     def device(self) -> torch.device:
         """The torch device ``model.device`` names: ``auto`` takes the GPU when CUDA is present, else the CPU."""
@@ -323,7 +323,7 @@ def _odd_positive(value: int) -> str | None:
 
 # Per-key ranges; thresholds and cross-key rules are checked by ThresholdSettings and OnlineSettings.
 CHECKS: dict[str, tuple[Check, ...]] = {
-    "transport.base_port": (_at_least(1),),
+    "transport.base_port": (_at_least(0),),
     "transport.hwm": (_at_least(0),),
     "transport.max_message_bytes": (_at_least(1),),
     "model.backbone": (_one_of(*available_backbones()),),
@@ -498,6 +498,8 @@ def _env_layer(env: Mapping[str, str]) -> Layer:
 def _check_port_block(line: int, resolved: Layer) -> None:
     """Refuse a base port that puts the line's port block outside 1..65535."""
     base_port, source = resolved["transport.base_port"]
+    if base_port == 0:
+        return
     first = base_port + PORTS_PER_LINE * line
     if first + HTTP_PORT_OFFSET > 65535:
         raise ConfigError(

@@ -137,10 +137,11 @@ class LineDaemon:
         return self.ready, "ready" if self.ready else "starting"
 
     # ------------------------------------------------------------------------------------------- run
-    def run(self) -> int:
+    def run(self, handle_signals: bool = True) -> int:
         """Serve until SIGTERM/SIGINT or a shutdown command; then drain, record, save and exit 0."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stopping.set())
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.stopping.set())
         workers = {
             "ingest": self._ingest_loop,
             "scorer": self._scorer_loop,

@@ -83,7 +83,12 @@ class TransportSettings:
 
     @classmethod
     def for_line(cls, line: int, base_port: int = DEFAULT_BASE_PORT, **kwargs: Any) -> TransportSettings:
-        """The settings of line ``line``: ports ``base_port + 10 * line`` + 0 (frames), 1 (decisions), 2 (control)."""
+        """The settings of line ``line``: ports ``base_port + 10 * line`` + 0 (frames), 1 (decisions), 2 (control).
+
+        ``base_port`` 0 lets the operating system choose free ports when binding (tests, throw-away lines).
+        """
+        if base_port == 0 and line >= 0:
+            return cls(frames_port=0, decisions_port=0, control_port=0, **kwargs)
         first = base_port + PORTS_PER_LINE * line
         if line < 0 or base_port < 1 or first + 2 > 65535:
             raise ValueError(
