@@ -13,19 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from musc_online.lnamd import lnamd
-from musc_online.msm import Rounding, msm
+from musc_online.msm import msm
 from musc_online.rscin import rscin
-
-
-@dataclass(frozen=True)
-class MuscSettings:
-    """The method's knobs; defaults are the paper's MVTec AD settings (ceil interval rounding)."""
-
-    r_list: tuple[int, ...] = (1, 3, 5)
-    topmin_max: float = 0.3
-    topk_rounding: Rounding = "ceil"
-    k_list: tuple[int, ...] = (1, 2, 3)
-    block_elements: int | None = None  # similarity block size; None picks one per device
+from musc_online.settings import MuscSettings
 
 
 @dataclass

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from musc_online.backbones import Backbone
-from musc_online.batch import BatchScores, MuscSettings, assemble_scores, score_patches
+from musc_online.batch import BatchScores, assemble_scores, score_patches
 from musc_online.datasets import Sample, load_image, load_mask
 from musc_online.heatmaps import normalise, save_png, side_by_side
 from musc_online.metrics import compute_metrics
+from musc_online.settings import MuscSettings
 
 Progress = Callable[[int], None]
 

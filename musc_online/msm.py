@@ -14,11 +14,10 @@ directions: its row maxima are a's nearest distances into b, its column maxima b
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 
-Rounding = Literal["ceil", "floor"]
+from musc_online.settings import Rounding
 
 #: Elements of one similarity block per device type. On the CPU a block that stays in cache (16 MiB)
 #: is twice as fast as a large one; on a GPU large blocks keep the GEMMs efficient (256 MiB in fp16).

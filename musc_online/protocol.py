@@ -29,7 +29,17 @@ MAX_LINE = 2**31 - 1  # fits a SQL INTEGER column
 DEFAULT_MAX_PIXELS = 50_000_000
 MAX_CONTROL_BYTES = 1 << 20
 MESSAGE_KINDS = ("decision", "refusal")
-CONTROL_COMMANDS = ("status", "pause", "resume", "reload_judges", "apply_corrections", "snapshot", "shutdown", "judges")
+CONTROL_COMMANDS = (
+    "status",
+    "pause",
+    "resume",
+    "reload_judges",
+    "apply_corrections",
+    "snapshot",
+    "shutdown",
+    "judges",
+    "band",
+)
 
 ErrorCode = Literal[
     "bad_parts",

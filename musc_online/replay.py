@@ -16,6 +16,7 @@ import numpy as np
 
 from musc_online.datasets import Sample, load_image, load_mask
 from musc_online.metrics import compute_metrics
+from musc_online.online.corrections import confirm_defect, confirm_normal
 from musc_online.online.scorer import Decision, OnlineScorer
 
 Progress = Callable[[int], None]
@@ -115,10 +116,10 @@ class SimulatedOperator:
         if self.limit is not None and sum(self.made.values()) >= self.limit:
             return
         if frame.label == 1:
-            scorer.confirm_defect(decision.frame_id, label=frame.defect_type)
+            confirm_defect(scorer, decision.frame_id, label=frame.defect_type)
             self.made["confirmed_defect"] += 1
         else:
-            scorer.confirm_normal(decision.frame_id)
+            confirm_normal(scorer, decision.frame_id)
             self.made["confirmed_ok"] += 1
 
 

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from musc_online.batch import MuscSettings, assemble_scores, finest_grid, score_batch, score_patches, upsample
+from musc_online.batch import assemble_scores, finest_grid, score_batch, score_patches, upsample
 from musc_online.lnamd import lnamd
 from musc_online.msm import msm
+from musc_online.settings import MuscSettings
 
 
 def _golden_layer_maps(golden) -> list[torch.Tensor]:

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from musc_online.batch import MuscSettings, score_patches
+from musc_online.batch import score_patches
 from musc_online.evaluation import Features, score_subsets, split_subsets
+from musc_online.settings import MuscSettings
 
 
 def test_subsets_cover_every_image_once():

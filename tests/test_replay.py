@@ -7,7 +7,8 @@ from PIL import Image
 from musc_online.backbones import create_backbone
 from musc_online.datasets import images_in, load_image
 from musc_online.metrics import METRIC_KEYS
-from musc_online.online.scorer import OnlineScorer, OnlineSettings
+from musc_online.online.scorer import OnlineScorer
+from musc_online.online.settings import OnlineSettings
 from musc_online.replay import SimulatedOperator, StreamFrame, replay, stream_order
 from musc_online.synthetic import brighten, plant_recurring_defect
 

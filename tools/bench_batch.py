@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from bench_common import add_model_arguments, machine, model_from_arguments, report
 
-from musc_online.batch import MuscSettings, score_patches
+from musc_online.batch import score_patches
 from musc_online.datasets import list_samples, load_image
 from musc_online.evaluation import Features, extract_features
+from musc_online.settings import MuscSettings
 
 
 def synthetic_features(backbone, count: int, batch_size: int, device: torch.device) -> Features:

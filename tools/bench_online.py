@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 from bench_common import add_model_arguments, machine, model_from_arguments, report
 
-from musc_online.batch import MuscSettings
 from musc_online.datasets import list_samples, load_image
-from musc_online.online.scorer import OnlineScorer, OnlineSettings
+from musc_online.online.scorer import OnlineScorer
+from musc_online.online.settings import OnlineSettings
 from musc_online.replay import latency_summary
+from musc_online.settings import MuscSettings
 
 
 def image_source(root: Path | None, category: str, size: int) -> itertools.cycle:

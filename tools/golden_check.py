@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musc_online.batch import MuscSettings, upsample
+from musc_online.batch import upsample
 from musc_online.lnamd import lnamd
 from musc_online.metrics import METRIC_KEYS, compute_metrics
 from musc_online.msm import msm
 from musc_online.rscin import rscin
+from musc_online.settings import MuscSettings
 
 INPUT_KEYS = ("tokens", "cls", "gt_sp", "gt_px", "k_list", "topmin_max")
 R_LIST = (1, 3, 5)

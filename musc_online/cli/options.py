@@ -9,9 +9,9 @@ import torch
 import typer
 
 from musc_online.backbones import Backbone, available_backbones, create_backbone, default_settings
-from musc_online.batch import MuscSettings
 from musc_online.cli.common import int_list
 from musc_online.datasets import LAYOUTS
+from musc_online.settings import MuscSettings
 
 Root = Annotated[Path, typer.Option(help="Dataset root folder.")]
 Layout = Annotated[str, typer.Option(help=f"Dataset layout: {', '.join(LAYOUTS)}.")]

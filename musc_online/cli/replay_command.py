@@ -31,7 +31,8 @@ from musc_online.cli.options import (
 from musc_online.datasets import images_in, list_samples, load_image
 from musc_online.evaluation import evaluate_category
 from musc_online.metrics import METRIC_KEYS
-from musc_online.online.scorer import OnlineScorer, OnlineSettings
+from musc_online.online.scorer import OnlineScorer
+from musc_online.online.settings import OnlineSettings
 from musc_online.replay import ReplayResult, SimulatedOperator, frames_from_samples, replay, stream_order
 
 HEADERS = ("I-AUROC", "I-F1", "I-AP", "P-AUROC", "P-F1", "P-AP", "PRO")

@@ -8,10 +8,6 @@ scoring device so that gathering the references for a frame is one ``index_selec
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from musc_online.atomic import replaced_folder, restored
 
 from . import faiss_index
 
@@ -40,6 +38,27 @@ class _Entry:
     row: int
     label: str | None
     score: float | None
+
+
+@dataclass(frozen=True)
+class BankContents:
+    """A bank's items as plain arrays (image features, patch features per scoring set) and JSON metadata."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, object]
+
+    def write(self, folder: Path) -> None:
+        """Write index.faiss, features.npz and meta.json to ``folder`` atomically, replacing an older save."""
+        folder = Path(folder)
+        if folder.exists() and not (folder / META_FILE).is_file() and (not folder.is_dir() or any(folder.iterdir())):
+            raise FileExistsError(f"refusing to save a bank over {folder}: it exists and is not a saved bank")
+        index = faiss_index.build_ip_index(int(self.meta["dim"]), use_gpu=False)
+        index.add(self.arrays["image_features"])  # rows in insertion order, as in features.npz
+        with replaced_folder(folder) as staging:
+            with open(staging / FEATURES_FILE, "wb") as file:
+                np.savez(file, **self.arrays)
+            faiss_index.write_index(index, staging / INDEX_FILE)
+            (staging / META_FILE).write_text(json.dumps(self.meta, indent=1), encoding="utf-8")
 
 
 class FeatureBank:
@@ -168,22 +187,16 @@ class FeatureBank:
             for sims, found in zip(similarities, rows, strict=True)
         ]
 
-    def save(self, folder: Path, fingerprint: Mapping[str, object]) -> None:
-        """Write the bank to ``folder`` (index.faiss, features.npz, meta.json) atomically, replacing an older save.
+    def contents(self, fingerprint: Mapping[str, object]) -> BankContents:
+        """A copy of the bank's items as plain arrays and metadata, in insertion order, ready for ``write``.
 
         ``fingerprint`` names what the features depend on (backbone, image size, layers, r_list, ...);
         ``load`` compares it so that a bank from other settings is refused.
         """
-        folder = Path(folder)
-        if folder.exists() and not (folder / META_FILE).is_file() and (not folder.is_dir() or any(folder.iterdir())):
-            raise FileExistsError(f"refusing to save a bank over {folder}: it exists and is not a saved bank")
         ids = self.ids()
         rows = self._rows(ids)
-        image = self._image[np.asarray(rows, dtype=np.intp)]
-        index = faiss_index.build_ip_index(self.dim, use_gpu=False)
-        index.add(image)  # rows in insertion order, as in features.npz
+        arrays = {"image_features": self._image[np.asarray(rows, dtype=np.intp)]}
         row_tensor = torch.tensor(rows, dtype=torch.long, device=self.device)
-        arrays = {"image_features": image}
         for s, store in enumerate(self._patches):
             arrays[f"patches_{s}"] = store.index_select(0, row_tensor).cpu().numpy()
         meta = {
@@ -196,19 +209,11 @@ class FeatureBank:
             "patch_shapes": self._patch_shapes,
             "fingerprint": _plain(fingerprint),
         }
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.saving-", dir=folder.parent))
-        try:
-            with open(staging / FEATURES_FILE, "wb") as file:
-                np.savez(file, **arrays)
-            faiss_index.write_index(index, staging / INDEX_FILE)
-            (staging / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-            for name in (FEATURES_FILE, INDEX_FILE, META_FILE):
-                _fsync(staging / name)
-            _publish(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        return BankContents(arrays, meta)
+
+    def save(self, folder: Path, fingerprint: Mapping[str, object]) -> None:
+        """Write the bank to ``folder`` (index.faiss, features.npz, meta.json) atomically, replacing an older save."""
+        self.contents(fingerprint).write(folder)
 
     @classmethod
     def load(
@@ -219,7 +224,7 @@ class FeatureBank:
         use_gpu_index: bool | None = None,
     ) -> FeatureBank:
         """Read a bank written by ``save``; BankMismatchError if its fingerprint differs from the expected one."""
-        folder = Path(folder)
+        folder = restored(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"no saved bank at {folder}")
         for name in (META_FILE, FEATURES_FILE, INDEX_FILE):
@@ -334,31 +339,3 @@ def _check_fingerprint(folder: Path, saved: dict[str, object], expected: dict[st
 def _shown(fingerprint: dict[str, object], key: str) -> str:
     """A fingerprint value for an error message, or "absent"."""
     return repr(fingerprint[key]) if key in fingerprint else "absent"
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or folder to disk, so that a rename after it never publishes data still in the page cache."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _publish(staging: Path, folder: Path) -> None:
-    """Rename the fully written ``staging`` folder to ``folder``, replacing (then deleting) an older save there.
-
-    Each rename is atomic; a crash between the two leaves the previous bank intact under ``.<name>.old-*``.
-    """
-    if folder.exists():
-        retired = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(folder, retired)
-        try:
-            os.rename(staging, folder)
-        except BaseException:
-            os.rename(retired, folder)
-            raise
-        shutil.rmtree(retired)
-    else:
-        os.rename(staging, folder)
-    _fsync(folder.parent)

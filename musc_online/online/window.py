@@ -84,6 +84,11 @@ class RollingWindow:
         slot = self._slots[frame_id]
         return [buffer[slot] for buffer in self.buffers]
 
+    def voter(self, frame_id: str) -> tuple[torch.Tensor, float]:
+        """A window frame's image feature and score."""
+        slot = self._slots[frame_id]
+        return self.image_features[slot].clone(), float(self.scores[slot])
+
     def voter_scores(self) -> torch.Tensor:
         """Image scores of the voters, oldest first."""
         return self.scores[list(self._slots.values())]

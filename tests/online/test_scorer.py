@@ -3,9 +3,13 @@ import pytest
 import torch
 
 from musc_online.backbones import create_backbone
-from musc_online.batch import MuscSettings, score_batch, score_patches
-from musc_online.online.scorer import OnlineScorer, OnlineSettings, UnknownFrameError
+from musc_online.batch import score_batch, score_patches
+from musc_online.online.corrections import confirm_defect, confirm_normal, undo
+from musc_online.online.persistence import export_judges, import_judges, load, save
+from musc_online.online.scorer import OnlineScorer, UnknownFrameError
+from musc_online.online.settings import OnlineSettings
 from musc_online.rscin import rscin
+from musc_online.settings import MuscSettings
 
 GRIDS = ((8, 8, 16), (4, 4, 24))  # a fine and a coarse layer, as a CNN gives
 
@@ -62,7 +66,7 @@ def test_online_rscin_with_minmax_equals_reference_when_window_is_the_batch(back
     x = 4
     for i, (maps, feature) in enumerate(frames):
         if i != x:
-            sets, _ = scorer._scoring_sets(maps)
+            sets, _ = scorer.scoring_sets(maps)
             scorer.window.admit(f"f{i}", sets, feature, float(batch.image_scores[i]))
     online = scorer.rescore(float(batch.image_scores[x]), frames[x][1])
     assert online == pytest.approx(float(reference[x]), rel=1e-4)
@@ -73,14 +77,14 @@ def test_confirm_defect_removes_the_vote_at_once_and_undo_restores_it(backbone):
     scorer = _scorer(backbone)
     for i, (maps, feature) in enumerate(frames[:6]):
         scorer.score_features(f"f{i}", maps, feature, (64, 64))
-    correction = scorer.confirm_defect("f2", label="scratch")
+    correction = confirm_defect(scorer, "f2", label="scratch")
     assert "f2" not in scorer.window
     assert correction.changes["evicted"]
     decision = scorer.score_features("f6", *frames[6], (64, 64))
     assert decision.references["voters"] == 5
     assert scorer.defects.label("f2") == "scratch"
 
-    scorer.undo(correction.correction_id)
+    undo(scorer, correction.correction_id)
     assert "f2" in scorer.window and "f2" not in scorer.defects
 
 
@@ -91,20 +95,20 @@ def test_confirm_normal_promotes_to_judge_and_readmits(backbone):
     for i, (maps, feature) in enumerate(frames[:3]):
         assert scorer.score_features(f"f{i}", maps, feature, (64, 64)).label == "defect"
     assert len(scorer.window) == 0
-    correction = scorer.confirm_normal("f1")
+    correction = confirm_normal(scorer, "f1")
     assert "f1" in scorer.judges and "f1" in scorer.window
     assert correction.changes == {"judge_added": True, "readmitted": True}
     assert scorer.thresholds.band.decide(correction.score) == "ok"
     with pytest.raises(ValueError, match="already a judge"):
-        scorer.confirm_normal("f1")
-    scorer.undo(correction.correction_id)
+        confirm_normal(scorer, "f1")
+    undo(scorer, correction.correction_id)
     assert "f1" not in scorer.judges and "f1" not in scorer.window
 
 
 def test_unknown_frame_is_named(backbone):
     scorer = _scorer(backbone)
     with pytest.raises(UnknownFrameError, match="nope"):
-        scorer.confirm_normal("nope")
+        confirm_normal(scorer, "nope")
 
 
 def test_judges_fill_the_young_window_and_survive_save_and_load(backbone, tmp_path):
@@ -115,11 +119,11 @@ def test_judges_fill_the_young_window_and_survive_save_and_load(backbone, tmp_pa
     first = scorer.score(images[6], "frame0")
     assert first.references == {"voters": 0, "judges": 6}
     scorer.score(images[7], "frame1")
-    scorer.confirm_defect("frame1", label="dent")
-    scorer.save(tmp_path / "state")
+    confirm_defect(scorer, "frame1", label="dent")
+    save(scorer, tmp_path / "state")
 
     restored = OnlineScorer(backbone, OnlineSettings(window=4, judges_per_frame=2))
-    recovered = restored.load(tmp_path / "state")
+    recovered = load(restored, tmp_path / "state")
     assert recovered["judges"] == 6 and recovered["known_defects"] == 1
     assert restored.judges.ids() == scorer.judges.ids()
     assert restored.window.ids == scorer.window.ids
@@ -136,7 +140,7 @@ def test_nearest_known_defect_is_named(backbone):
     scorer = _scorer(backbone, defect_match=0.99)
     for i, (maps, feature) in enumerate(frames[:4]):
         scorer.score_features(f"f{i}", maps, feature, (64, 64))
-    scorer.confirm_defect("f0", label="crack")
+    confirm_defect(scorer, "f0", label="crack")
     maps, _ = frames[4]
     decision = scorer.score_features("x", maps, frames[0][1], (64, 64))
     assert decision.nearest_defect is not None
@@ -172,11 +176,11 @@ def test_judges_export_and_import_between_scorers_of_the_same_setup(backbone, tm
     images = [rng.integers(90, 140, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
     source = OnlineScorer(backbone, OnlineSettings(window=4))
     source.seed_judges(images, [f"good{i}" for i in range(5)])
-    assert source.export_judges(tmp_path / "bank.zip") == 5
+    assert export_judges(source, tmp_path / "bank.zip") == 5
 
     target = OnlineScorer(backbone, OnlineSettings(window=4))
     target.seed_judges(images[:1], ["good0"])
-    assert target.import_judges(tmp_path / "bank.zip") == ["good1", "good2", "good3", "good4"]
+    assert import_judges(target, tmp_path / "bank.zip") == ["good1", "good2", "good3", "good4"]
     assert target.judges.ids() == source.judges.ids()
     target.remove_judge("good3")
     assert "good3" not in target.judges
@@ -187,11 +191,11 @@ def test_judges_from_another_backbone_are_refused_and_nothing_changes(backbone, 
     images = [rng.integers(90, 140, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
     other = OnlineScorer(create_backbone("test_random_timm_vit"), OnlineSettings(window=4))
     other.seed_judges(images, ["a", "b", "c"])
-    other.export_judges(tmp_path / "other.zip")
+    export_judges(other, tmp_path / "other.zip")
     scorer = OnlineScorer(backbone, OnlineSettings(window=4))
     with pytest.raises(ValueError, match="backbone"):
-        scorer.import_judges(tmp_path / "other.zip")
+        import_judges(scorer, tmp_path / "other.zip")
     assert scorer.judges is None or len(scorer.judges) == 0
     (tmp_path / "not-a-bank.zip").write_text("hello")
     with pytest.raises(ValueError, match="not a judge bank export"):
-        scorer.import_judges(tmp_path / "not-a-bank.zip")
+        import_judges(scorer, tmp_path / "not-a-bank.zip")
