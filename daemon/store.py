@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
@@ -37,11 +37,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LABELS = ("ok", "unsure", "defect")
 VERDICTS = ("ok", "defect")
 JUDGE_SOURCES = ("seed", "correction", "import")
 FRAME_STATUSES = ("pending", "decided", "refused")
+INTERRUPTED = "interrupted"  # the refusal code of frames a crash left undecided
 SQLITE_BUSY_TIMEOUT_MS = 5000
 _WRITE = "musc_store_write"  # execution option that marks the engine used for write transactions
 
@@ -109,6 +110,7 @@ class FrameRow(Base):
     status: Mapped[str]
     refusal_reason: Mapped[str | None]
     size_bytes: Mapped[int] = mapped_column(server_default="0")
+    refusal_code: Mapped[str | None]
 
 
 class DecisionRow(Base):
@@ -200,12 +202,22 @@ def _v2_sizes_and_audit(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE corrections ADD COLUMN audit TEXT"))
 
 
+def _v3_refusal_codes(conn: Connection) -> None:
+    """Version 3: refused frames keep their reason code apart, so status can count refusals by code."""
+    conn.execute(text("ALTER TABLE frames ADD COLUMN refusal_code TEXT"))
+    refused = conn.execute(select(FrameRow.id, FrameRow.refusal_reason).where(FrameRow.status == "refused")).all()
+    for key, reason in refused:
+        code, _, rest = (reason or "").partition(": ")
+        code = code if rest and code.isidentifier() else INTERRUPTED
+        conn.execute(update(FrameRow).where(FrameRow.id == key).values(refusal_code=code))
+
+
 # Forward-only upgrades, keyed by the version each one produces. Version 1 is the first schema.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_sizes_and_audit}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_sizes_and_audit, 3: _v3_refusal_codes}
 
 
 @dataclass(frozen=True)
-class Decision:
+class DecisionRecord:
     """A decided frame as the review queue, status and the daemon see it."""
 
     key: int
@@ -228,7 +240,7 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class Correction:
+class CorrectionRecord:
     """An operator's verdict; an undo record has `undoes` set and repeats the verdict it reverts."""
 
     id: int
@@ -247,7 +259,7 @@ class Correction:
 
 
 @dataclass(frozen=True)
-class Judge:
+class JudgeRecord:
     """A judge bank entry of a line; `removed_at` is set once it left the bank."""
 
     line: int
@@ -258,7 +270,7 @@ class Judge:
 
 
 @dataclass(frozen=True)
-class Event:
+class EventRecord:
     """A logged event of a line."""
 
     id: int
@@ -269,7 +281,55 @@ class Event:
     data: Any | None
 
 
-_Record = TypeVar("_Record", Decision, Correction, Judge, Event)
+@dataclass(frozen=True)
+class NewFrame:
+    """A frame as it arrived; ``seq`` is the writer's own number for it, until the store gives it a key."""
+
+    seq: int
+    frame_id: str
+    camera: str
+    received_at: float
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class NewDecision:
+    """The scorer's decision on a received frame."""
+
+    seq: int
+    label: str
+    score: float
+    raw_score: float
+    band_low: float | None
+    band_high: float | None
+    provisional: bool
+    decided_at: float
+    latency_ms: float
+    nearest_defect_label: str | None = None
+    nearest_defect_frame: str | None = None
+    artifact_path: str | None = None
+
+
+@dataclass(frozen=True)
+class NewRefusal:
+    """Why a received frame was not decided: a stable code and a message saying what and where."""
+
+    seq: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NewPicture:
+    """Where the picture of a decided frame was kept (None: it was not)."""
+
+    seq: int
+    path: str | None
+
+
+FrameEntry = NewFrame | NewDecision | NewRefusal | NewPicture
+
+_Record = TypeVar("_Record", DecisionRecord, CorrectionRecord, JudgeRecord, EventRecord)
 
 
 class Counts(TypedDict):
@@ -283,6 +343,8 @@ class Counts(TypedDict):
     unsure: int
     defect: int
     corrections_pending: int
+    corrections_failed: int  # corrections the daemon took but could not act on (their audit says why)
+    refused_by_code: dict[str, int]
 
 
 def _copy(cls: type[_Record], *rows: Base, **values: Any) -> _Record:
@@ -391,62 +453,74 @@ class Store:
 
     # Frames and decisions -------------------------------------------------------------------------------------
 
+    def write_frames(self, line: int, entries: Sequence[FrameEntry], keys: Mapping[int, int]) -> dict[int, int]:
+        """Write a group of frame receipts, decisions, refusals and pictures in one transaction, in order.
+
+        Entries name frames by the writer's own sequence numbers: ``keys`` maps those already written to their
+        store keys; the keys of the frames this group receives are returned. All or nothing.
+        """
+        new_keys: dict[int, int] = {}
+        with self._writes.begin() as session:
+            unflushed: list[tuple[int, FrameRow]] = []
+
+            def flush() -> None:  # the store gives keys to the receipts added so far
+                if unflushed:
+                    session.flush()
+                    new_keys.update((seq, row.id) for seq, row in unflushed)
+                    unflushed.clear()
+
+            def key_of(seq: int) -> int:
+                flush()
+                if seq in new_keys:
+                    return new_keys[seq]
+                if seq in keys:
+                    return keys[seq]
+                raise NotFoundError(f"frame number {seq} of line {line} was never recorded as received")
+
+            for entry in entries:
+                if isinstance(entry, NewFrame):
+                    row = FrameRow(
+                        line=line,
+                        frame_id=entry.frame_id,
+                        camera=entry.camera,
+                        received_at=entry.received_at,
+                        status="pending",
+                        size_bytes=entry.size_bytes,
+                    )
+                    session.add(row)
+                    unflushed.append((entry.seq, row))
+                elif isinstance(entry, NewDecision):
+                    _check(entry.label, LABELS, "label")
+                    key = key_of(entry.seq)
+                    self._settle(session, key, "decided", None, None)
+                    fields_ = {f.name: getattr(entry, f.name) for f in fields(entry) if f.name != "seq"}
+                    session.add(DecisionRow(frame=key, **fields_))
+                elif isinstance(entry, NewRefusal):
+                    self._settle(session, key_of(entry.seq), "refused", entry.code, entry.reason)
+                else:
+                    statement = update(DecisionRow).where(DecisionRow.frame == key_of(entry.seq))
+                    session.execute(statement.values(artifact_path=entry.path))
+            flush()
+        return new_keys
+
     def record_frame(self, line: int, frame_id: str, camera: str, received_at: float, size_bytes: int) -> int:
-        """Record a received frame as pending and return its internal key (pass "" for ids an unreadable header hid)."""
-        with self._writes.begin() as session:
-            row = FrameRow(
-                line=line,
-                frame_id=frame_id,
-                camera=camera,
-                received_at=received_at,
-                status="pending",
-                size_bytes=size_bytes,
-            )
-            session.add(row)
-            session.flush()
-            return row.id
+        """Record one received frame as pending and return its key (``write_frames`` for many at once)."""
+        return self.write_frames(line, [NewFrame(0, frame_id, camera, received_at, size_bytes)], {})[0]
 
-    def record_decision(
-        self,
-        key: int,
-        *,
-        label: str,
-        score: float,
-        raw_score: float,
-        band_low: float | None,
-        band_high: float | None,
-        provisional: bool,
-        decided_at: float,
-        latency_ms: float,
-        nearest_defect_label: str | None = None,
-        nearest_defect_frame: str | None = None,
-        artifact_path: str | None = None,
-    ) -> None:
-        """Record the decision on a pending frame; a frame is decided or refused once."""
-        _check(label, LABELS, "label")
-        with self._writes.begin() as session:
-            self._settle(session, key, "decided", None)
-            session.add(
-                DecisionRow(
-                    frame=key,
-                    label=label,
-                    score=score,
-                    raw_score=raw_score,
-                    band_low=band_low,
-                    band_high=band_high,
-                    provisional=provisional,
-                    nearest_defect_label=nearest_defect_label,
-                    nearest_defect_frame=nearest_defect_frame,
-                    decided_at=decided_at,
-                    latency_ms=latency_ms,
-                    artifact_path=artifact_path,
-                )
-            )
+    def record_decision(self, key: int, **decision: Any) -> None:
+        """Record the decision on one pending frame; a frame is decided or refused once."""
+        self.write_frames(self._line_of(key), [NewDecision(0, **decision)], {0: key})
 
-    def record_refusal(self, key: int, reason: str) -> None:
-        """Record why a pending frame was refused."""
-        with self._writes.begin() as session:
-            self._settle(session, key, "refused", reason)
+    def record_refusal(self, key: int, code: str, reason: str) -> None:
+        """Record why one pending frame was refused."""
+        self.write_frames(self._line_of(key), [NewRefusal(0, code, reason)], {0: key})
+
+    def _line_of(self, key: int) -> int:
+        with self._reads() as session:
+            line = session.scalar(select(FrameRow.line).where(FrameRow.id == key))
+        if line is None:
+            raise NotFoundError(f"no frame with key {key}")
+        return line
 
     def refuse_pending(self, line: int, reason: str) -> int:
         """Refuse every frame still pending (received before a crash, never decided); returns how many."""
@@ -454,18 +528,19 @@ class Store:
             statement = (
                 update(FrameRow)
                 .where(FrameRow.line == line, FrameRow.status == "pending")
-                .values(status="refused", refusal_reason=reason)
+                .values(status="refused", refusal_code=INTERRUPTED, refusal_reason=reason)
             )
             return session.execute(statement, execution_options={"synchronize_session": False}).rowcount
 
     @staticmethod
-    def _settle(session: Session, key: int, status: str, reason: str | None) -> None:
+    def _settle(session: Session, key: int, status: str, code: str | None, reason: str | None) -> None:
         frame = session.get(FrameRow, key, with_for_update=True)
         if frame is None:
             raise NotFoundError(f"no frame with key {key}")
         if frame.status != "pending":
             raise ConflictError(f"frame {frame.frame_id!r} (key {key}) is already {frame.status}")
         frame.status = status
+        frame.refusal_code = code
         frame.refusal_reason = reason
 
     def counts(self, line: int) -> Counts:
@@ -487,6 +562,18 @@ class Store:
             pending_corrections = session.scalar(
                 select(func.count()).select_from(CorrectionRow).where(*self._pending(line))
             )
+            by_code = dict(
+                session.execute(
+                    select(FrameRow.refusal_code, func.count())
+                    .where(FrameRow.line == line, FrameRow.status == "refused")
+                    .group_by(FrameRow.refusal_code)
+                ).all()
+            )
+            failed_corrections = sum(
+                1
+                for audit in session.scalars(select(CorrectionRow.audit).where(CorrectionRow.line == line))
+                if audit and "error" in audit
+            )
         return Counts(
             received=sum(by_status.values()),
             decided=by_status.get("decided", 0),
@@ -496,6 +583,8 @@ class Store:
             unsure=by_label.get("unsure", 0),
             defect=by_label.get("defect", 0),
             corrections_pending=pending_corrections or 0,
+            corrections_failed=failed_corrections,
+            refused_by_code={code or INTERRUPTED: count for code, count in sorted(by_code.items(), key=str)},
         )
 
     def recent_decisions(
@@ -505,7 +594,7 @@ class Store:
         camera: str | None = None,
         since: float | None = None,
         limit: int = 100,
-    ) -> list[Decision]:
+    ) -> list[DecisionRecord]:
         """Decisions of a line, newest frame first, optionally only some labels, one camera, frames since a time."""
         query = self._decisions(line)
         if labels:
@@ -515,13 +604,13 @@ class Store:
         if since is not None:
             query = query.where(FrameRow.received_at >= since)
         with self._reads() as session:
-            return [_copy(Decision, *rows, key=rows[0].id) for rows in session.execute(query.limit(limit))]
+            return [_copy(DecisionRecord, *rows, key=rows[0].id) for rows in session.execute(query.limit(limit))]
 
-    def decision_for(self, line: int, frame_id: str) -> Decision | None:
+    def decision_for(self, line: int, frame_id: str) -> DecisionRecord | None:
         """The decision on a frame id of a line (the newest, should a camera have resent it), or None."""
         with self._reads() as session:
             rows = session.execute(self._decisions(line).where(FrameRow.frame_id == frame_id).limit(1)).first()
-        return None if rows is None else _copy(Decision, *rows, key=rows[0].id)
+        return None if rows is None else _copy(DecisionRecord, *rows, key=rows[0].id)
 
     @staticmethod
     def _decisions(line: int) -> Select[tuple[FrameRow, DecisionRow]]:
@@ -634,18 +723,18 @@ class Store:
             )
             return undo.id
 
-    def pending_corrections(self, line: int) -> list[Correction]:
+    def pending_corrections(self, line: int) -> list[CorrectionRecord]:
         """Corrections (and undo records) the daemon has not applied yet and nobody undid, oldest first."""
         return self._corrections(*self._pending(line))
 
-    def corrections(self, line: int) -> list[Correction]:
+    def corrections(self, line: int) -> list[CorrectionRecord]:
         """Every correction and undo record of a line, oldest first."""
         return self._corrections(CorrectionRow.line == line)
 
-    def _corrections(self, *conditions: Any) -> list[Correction]:
+    def _corrections(self, *conditions: Any) -> list[CorrectionRecord]:
         query = select(CorrectionRow).where(*conditions).order_by(CorrectionRow.created_at, CorrectionRow.id)
         with self._reads() as session:
-            return [_copy(Correction, row) for row in session.scalars(query)]
+            return [_copy(CorrectionRecord, row) for row in session.scalars(query)]
 
     @staticmethod
     def _pending(line: int) -> tuple[Any, ...]:
@@ -684,6 +773,16 @@ class Store:
                 raise NotFoundError(f"judge {judge_id!r} is not in the bank of line {line}")
             row.removed_at = time.time()
 
+    def sync_judge(self, line: int, judge_id: str, in_bank: bool, source: str) -> None:
+        """Make the record of a judge agree with the scorer's bank: added when it is in it, removed when not."""
+        _check(source, JUDGE_SOURCES, "source")
+        with self._writes.begin() as session:
+            row = self._active_judge(session, line, judge_id)
+            if in_bank and row is None:
+                session.add(JudgeRow(line=line, judge_id=judge_id, source=source, added_at=time.time()))
+            elif not in_bank and row is not None:
+                row.removed_at = time.time()
+
     @staticmethod
     def _active_judge(session: Session, line: int, judge_id: str) -> JudgeRow | None:
         query = select(JudgeRow).where(
@@ -691,13 +790,13 @@ class Store:
         )
         return session.scalars(query.with_for_update()).first()
 
-    def judges(self, line: int, include_removed: bool = False) -> list[Judge]:
+    def judges(self, line: int, include_removed: bool = False) -> list[JudgeRecord]:
         """The line's judges, oldest first; removed ones too when asked."""
         query = select(JudgeRow).where(JudgeRow.line == line).order_by(JudgeRow.added_at, JudgeRow.id)
         if not include_removed:
             query = query.where(JudgeRow.removed_at.is_(None))
         with self._reads() as session:
-            return [_copy(Judge, row) for row in session.scalars(query)]
+            return [_copy(JudgeRecord, row) for row in session.scalars(query)]
 
     def log_event(self, line: int, kind: str, message: str, data: Any | None = None) -> int:
         """Record an event (a JSON-able `data` travels with it) and return its id."""
@@ -707,8 +806,10 @@ class Store:
             session.flush()
             return row.id
 
-    def events(self, line: int, limit: int = 100) -> list[Event]:
-        """The line's latest events, newest first."""
+    def events(self, line: int, limit: int = 100, kind_prefix: str = "") -> list[EventRecord]:
+        """The line's latest events (those whose kind starts with ``kind_prefix``), newest first."""
         query = select(EventRow).where(EventRow.line == line).order_by(EventRow.at.desc(), EventRow.id.desc())
+        if kind_prefix:
+            query = query.where(EventRow.kind.startswith(kind_prefix))
         with self._reads() as session:
-            return [_copy(Event, row) for row in session.scalars(query.limit(limit))]
+            return [_copy(EventRecord, row) for row in session.scalars(query.limit(limit))]

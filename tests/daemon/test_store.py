@@ -15,6 +15,10 @@ from daemon.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     ConflictError,
+    NewDecision,
+    NewFrame,
+    NewPicture,
+    NewRefusal,
     NotFoundError,
     SchemaVersionError,
     Store,
@@ -60,6 +64,8 @@ CREATE INDEX ix_events_line_at ON events (line, at);
 CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY);
 INSERT INTO schema_version VALUES (1);
 INSERT INTO frames VALUES (1, 3, 'f-0001', 'cam-a', 1000.0, 'decided', NULL);
+INSERT INTO frames VALUES (2, 3, 'f-0002', 'cam-a', 1000.5, 'refused', 'bad_json: header is not JSON');
+INSERT INTO frames VALUES (3, 3, 'f-0003', 'cam-a', 1000.7, 'refused', 'daemon stopped before deciding this frame');
 INSERT INTO decisions VALUES (1, 'unsure', 0.61, 0.58, 0.4, 0.7, 0, NULL, NULL, 1000.2, 12.5, NULL);
 INSERT INTO corrections VALUES (1, 3, 'f-0001', 'ok', NULL, 'glare, not a scratch', 'ann', 1001.0, 'unsure',
                                 NULL, NULL, NULL);
@@ -117,8 +123,8 @@ def test_open_creates_the_folder_in_wal_mode(store: Store, db_path: Path) -> Non
 def test_received_equals_decided_plus_refused(store: Store) -> None:
     for index, label in enumerate(["ok", "ok", "unsure", "defect"]):
         decide(store, f"f-{index}", label)
-    store.record_refusal(store.record_frame(LINE, "f-bad", "cam-a", 1010.0, 9), "truncated JPEG")
-    store.record_refusal(store.record_frame(LINE, "", "", 1011.0, 3), "header is not JSON")
+    store.record_refusal(store.record_frame(LINE, "f-bad", "cam-a", 1010.0, 9), "bad_payload", "truncated JPEG")
+    store.record_refusal(store.record_frame(LINE, "", "", 1011.0, 3), "bad_json", "header is not JSON")
     store.record_frame(LINE, "f-lost", "cam-a", 1012.0, 100)  # received, then the daemon was killed
     decide(store, "f-other-line", line=LINE + 1)
 
@@ -136,6 +142,8 @@ def test_received_equals_decided_plus_refused(store: Store) -> None:
         "unsure": 1,
         "defect": 1,
         "corrections_pending": 0,
+        "corrections_failed": 0,
+        "refused_by_code": {"bad_json": 1, "bad_payload": 1, "interrupted": 1},
     }
     assert counts["received"] == counts["decided"] + counts["refused"]
 
@@ -143,7 +151,7 @@ def test_received_equals_decided_plus_refused(store: Store) -> None:
 def test_a_resent_frame_id_is_recorded_again(store: Store) -> None:
     first = decide(store, "f-1", "defect")
     again = store.record_frame(LINE, "f-1", "cam-a", 2000.0, 1234)
-    store.record_refusal(again, "duplicate frame id")
+    store.record_refusal(again, "duplicate_frame_id", "duplicate frame id")
 
     assert again != first
     assert store.counts(LINE)["received"] == 2
@@ -154,9 +162,50 @@ def test_a_resent_frame_id_is_recorded_again(store: Store) -> None:
 def test_a_frame_is_settled_once(store: Store) -> None:
     key = decide(store, "f-1")
     with pytest.raises(ConflictError, match="already decided"):
-        store.record_refusal(key, "late")
+        store.record_refusal(key, "late", "too old")
     with pytest.raises(NotFoundError):
-        store.record_refusal(999, "no such frame")
+        store.record_refusal(999, "late", "no such frame")
+
+
+def test_a_group_of_entries_is_written_in_order_in_one_transaction(store: Store) -> None:
+    verdict = {"score": 0.5, "raw_score": 0.4, "band_low": 0.3, "band_high": 0.6, "provisional": False}
+    keys = store.write_frames(
+        LINE,
+        [
+            NewFrame(1, "f-1", "cam-a", 10.0, 100),
+            NewFrame(2, "f-2", "cam-a", 10.1, 100),
+            NewDecision(1, label="ok", decided_at=10.2, latency_ms=5.0, **verdict),
+            NewRefusal(2, "late", "late: 2100 ms old"),
+            NewFrame(3, "f-3", "cam-a", 10.3, 100),
+        ],
+        {},
+    )
+    assert sorted(keys) == [1, 2, 3]
+    later = store.write_frames(
+        LINE, [NewDecision(3, label="defect", decided_at=10.4, latency_ms=5.0, **verdict), NewPicture(3, "/p.png")], keys
+    )
+    assert later == {}
+    counts = store.counts(LINE)
+    assert (counts["received"], counts["decided"], counts["refused"], counts["pending"]) == (3, 2, 1, 0)
+    assert counts["refused_by_code"] == {"late": 1}
+    assert store.decision_for(LINE, "f-3").artifact_path == "/p.png"
+
+    with pytest.raises(NotFoundError, match="never recorded"):  # all or nothing: f-4 is not kept either
+        store.write_frames(LINE, [NewFrame(4, "f-4", "cam-a", 11.0, 1), NewRefusal(99, "late", "?")], keys)
+    assert store.counts(LINE)["received"] == 3
+    with pytest.raises(ConflictError, match="already decided"):
+        store.write_frames(LINE, [NewRefusal(1, "late", "again")], keys)
+
+
+def test_sync_judge_follows_the_bank_whatever_it_was(store: Store) -> None:
+    store.sync_judge(LINE, "f-1", True, "correction")
+    store.sync_judge(LINE, "f-1", True, "correction")  # already there: nothing changes
+    assert [j.judge_id for j in store.judges(LINE)] == ["f-1"]
+    store.sync_judge(LINE, "f-1", False, "correction")
+    store.sync_judge(LINE, "f-1", False, "correction")
+    assert store.judges(LINE) == []
+    store.sync_judge(LINE, "f-1", True, "correction")
+    assert len(store.judges(LINE, include_removed=True)) == 2
 
 
 def test_recent_decisions_newest_first_with_filters(store: Store) -> None:
@@ -174,7 +223,7 @@ def test_recent_decisions_newest_first_with_filters(store: Store) -> None:
 
 def test_corrections_refuse_unknown_refused_and_foreign_frames(store: Store) -> None:
     decide(store, "f-1", line=LINE + 1)
-    store.record_refusal(store.record_frame(LINE, "f-2", "cam-a", 1.0, 0), "oversize")
+    store.record_refusal(store.record_frame(LINE, "f-2", "cam-a", 1.0, 0), "too_large", "oversize")
 
     with pytest.raises(NotFoundError, match="no decided frame 'nope' on line 3"):
         store.add_correction(LINE, "nope", "ok", "ann", "unsure")
@@ -287,6 +336,7 @@ def test_a_version_1_store_is_upgraded_with_its_corrections(tmp_path: Path, db_p
         assert correction.audit is None
         decision = store.decision_for(LINE, "f-0001")
         assert decision is not None and decision.size_bytes == 0
+        assert store.counts(LINE)["refused_by_code"] == {"bad_json": 1, "interrupted": 1}
         store.mark_applied(correction.id, {"judge_added": "f-0001"})
         assert store.corrections(LINE)[0].audit == {"judge_added": "f-0001"}
 
