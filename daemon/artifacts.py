@@ -49,8 +49,8 @@ def heat_scale(amap: np.ndarray, decision: Decision) -> np.ndarray:
 class ArtifactWriter:
     """Keeps a frame-and-heatmap PNG for every defect and unsure decision and for 1 in ``keep_ok_every`` ok ones.
 
-    ``keep_ok_every`` 0 keeps no ok frame. ``prune`` enforces ``max_age_days`` and ``max_files``. Meant for one
-    thread (the daemon's artifact writer), which calls ``prune`` between saves.
+    ``keep_ok_every`` 0 keeps no ok frame. ``keeps`` says whether a decision's picture is wanted (ask once per
+    decision, in decision order); ``save`` writes one; ``prune`` enforces ``max_age_days`` and ``max_files``.
     """
 
     def __init__(self, folder: Path, keep_ok_every: int = 50, max_files: int = 5000, max_age_days: float = 30) -> None:
@@ -66,23 +66,21 @@ class ArtifactWriter:
         self.max_age_days = max_age_days
         self._ok_seen = 0
 
-    def _keep(self, label: str) -> bool:
-        """Every decision that is not ok; the first ok of every ``keep_ok_every``."""
+    def keeps(self, label: str) -> bool:
+        """Whether this decision's picture is kept: every one not ok, and the first ok of every ``keep_ok_every``."""
         if label != "ok":
             return True
         self._ok_seen += 1
         return self.keep_ok_every > 0 and (self._ok_seen - 1) % self.keep_ok_every == 0
 
-    def save(self, decision: Decision, image: np.ndarray, when: datetime | None = None) -> Path | None:
-        """Write the frame (RGB uint8, H x W x 3) beside its overlay when kept; the file's path, or None.
+    def save(self, decision: Decision, image: np.ndarray, when: datetime | None = None) -> Path:
+        """Write the frame (RGB uint8, H x W x 3) beside its overlay; the file's path.
 
         ``when`` (default: now) picks the day folder, in UTC. An existing file is never overwritten: a name already
         taken gets a counter suffix.
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"artifact image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
-        if not self._keep(decision.label):
-            return None
         picture = side_by_side(image, heat_scale(decision.heatmap(image.shape[:2]), decision))
         day = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d")
         target = self.folder / day / safe_name(decision.label)
@@ -97,6 +95,13 @@ class ArtifactWriter:
             except FileExistsError:
                 attempt += 1
                 path = target / f"{stem}-{attempt}.png"
+
+    @staticmethod
+    def frame_from(path: str | Path) -> np.ndarray:
+        """The frame itself, read back from a picture ``save`` wrote (its left half, pixel for pixel)."""
+        with Image.open(path) as picture:
+            pixels = np.asarray(picture.convert("RGB"))
+        return np.ascontiguousarray(pixels[:, : pixels.shape[1] // 2])
 
     def _layout(self) -> list[tuple[str, list[str]]]:
         """(day folder, its label folders): real folders only, never through symbolic links, so that pruning

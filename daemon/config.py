@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from musc_online.backbones import available_backbones
-from musc_online.batch import MuscSettings
-from musc_online.online.scorer import ADMISSION_POLICIES, NORMALISATIONS, OnlineSettings
+from musc_online.online.settings import ADMISSION_POLICIES, NORMALISATIONS, OnlineSettings
 from musc_online.online.thresholds import ThresholdSettings
+from musc_online.settings import MuscSettings
 from musc_online.transport import PORTS_PER_LINE, CurveServerKeys, TransportSettings
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "config" / "default.toml"
@@ -105,10 +105,11 @@ class ThresholdsSection:
 
 @dataclass(frozen=True)
 class PipelineSection:
-    """The frame pipeline: queue bound and deadline, micro-batch size, image size cap, snapshot period."""
+    """The frame pipeline: queue bound, age budget and clock-skew guard, micro-batch size, image cap, snapshots."""
 
     queue_size: int
-    queue_deadline_s: float
+    max_age_ms: float
+    max_clock_skew_ms: float
     micro_batch: int
     max_image_pixels: int
     snapshot_every_s: float
@@ -341,7 +342,8 @@ CHECKS: dict[str, tuple[Check, ...]] = {
     "online.history": (_at_least(0),),
     "online.defect_match": (_between(-1.0, 1.0),),
     "pipeline.queue_size": (_at_least(1),),
-    "pipeline.queue_deadline_s": (_positive,),
+    "pipeline.max_age_ms": (_at_least(0),),
+    "pipeline.max_clock_skew_ms": (_at_least(0),),
     "pipeline.micro_batch": (_at_least(1),),
     "pipeline.max_image_pixels": (_at_least(1),),
     "pipeline.snapshot_every_s": (_positive,),

@@ -27,7 +27,7 @@ from rich.table import Table
 from daemon.cli import load_or_exit
 from daemon.commands import ConfigFile, Line
 from daemon.config import DaemonConfig
-from daemon.store import LABELS, VERDICTS, Correction, Decision, NotFoundError, Store, StoreError
+from daemon.store import LABELS, VERDICTS, CorrectionRecord, DecisionRecord, NotFoundError, Store, StoreError
 from musc_online.client import ControlClient
 from musc_online.transport import TransportSettings
 
@@ -67,7 +67,7 @@ def band_distance(score: float, low: float | None, high: float | None) -> float:
     return max(low - score, score - high, 0.0) / max(high - low, 1e-12)
 
 
-def _item(decision: Decision) -> ReviewItem:
+def _item(decision: DecisionRecord) -> ReviewItem:
     low, high = decision.band_low, decision.band_high
     return ReviewItem(
         frame_id=decision.frame_id,
@@ -97,7 +97,7 @@ def review_queue(
     """
     corrected = {c.frame_id for c in store.corrections(line) if c.undoes is None and c.undone_at is None}
     decisions = store.recent_decisions(line, labels=labels, camera=camera, since=since, limit=SCAN_DECISIONS)
-    newest: dict[str, Decision] = {}
+    newest: dict[str, DecisionRecord] = {}
     for decision in decisions:  # newest first: a frame id a camera resent counts once, by its newest decision
         newest.setdefault(decision.frame_id, decision)
     items = [_item(d) for d in newest.values() if d.frame_id not in corrected]
@@ -121,7 +121,7 @@ def threshold_moves(settings: TransportSettings, timeout_ms: int = STATUS_TIMEOU
     return reply["result"]["scorer"]["corrections_moving_band"]
 
 
-def _correction(store: Store, line: int, correction_id: int) -> Correction:
+def _correction(store: Store, line: int, correction_id: int) -> CorrectionRecord:
     found = next((c for c in store.corrections(line) if c.id == correction_id), None)
     if found is None:
         raise NotFoundError(f"no correction {correction_id} on line {line}")

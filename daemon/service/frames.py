@@ -1,10 +1,13 @@
-"""Turn one received message into a frame to score, or a refusal with a reason; both keep the frame's identity.
+"""One received message on its way through the daemon: a frame to score, or a refusal with a reason.
 
-Pure apart from the clock: the caller records the receipt, queues accepted frames and answers refusals.
+Also the age budget: by when each frame must be answered, counted from the camera's timestamp, with a
+guard against cameras whose clocks run ahead of the daemon's.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,32 +19,37 @@ UNREADABLE = "?"  # the camera or frame id stored for a message whose header cou
 
 @dataclass
 class Received:
-    """A message as it arrived: when, how big, and who sent it (as far as the header could tell)."""
+    """A message as it arrived: its number in this run, when, how big, and who sent it (as far as known)."""
 
+    seq: int
     received_at: float
     size_bytes: int
     camera: str = UNREADABLE
     frame_id: str = UNREADABLE
-    store_key: int = 0
 
 
 @dataclass
 class Accepted:
-    """A decoded frame waiting for the scorer."""
+    """A decoded frame waiting for the scorer, and when its answer is due (epoch seconds)."""
 
     received: Received
     header: FrameHeader
     image: np.ndarray
+    deadline: float = math.inf
 
 
 @dataclass
 class Refused:
-    """A frame the daemon will not score, with a stable reason code and a message naming what is wrong."""
+    """A frame the daemon will not score, with a stable reason code and a message naming what is wrong.
+
+    ``details`` travel with the refusal on the wire (for ``late``: how old the frame was and by how much).
+    """
 
     received: Received
     code: str
     message: str
     identity: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
 
 
 def identify(parts: list[bytes], received: Received) -> None:
@@ -72,3 +80,40 @@ def examine(parts: list[bytes], received: Received, line: int, max_pixels: int) 
             header.identity(),
         )
     return Accepted(received, header, image)
+
+
+class AgeBudget:
+    """When a frame's answer is due: ``max_age_ms`` after the camera took it (0: no budget).
+
+    Camera and daemon clocks differ a little. A timestamp more than ``max_skew_ms`` ahead of the daemon's
+    clock cannot be trusted, so such a frame's age is counted from its arrival instead and ``on_skew`` is
+    told (camera, seconds ahead). A camera clock that runs behind cannot be told apart from a frame that
+    waited on the way, and its frames are treated as old: answered ``late`` rather than scored stale.
+    """
+
+    def __init__(self, max_age_ms: float, max_skew_ms: float, on_skew: Callable[[str, float], None]) -> None:
+        self.max_age_s = max_age_ms / 1000
+        self.max_skew_s = max_skew_ms / 1000
+        self.on_skew = on_skew
+
+    def deadline(self, frame: Accepted) -> float:
+        """The epoch second by which ``frame`` must be answered (infinity without a budget)."""
+        if not self.max_age_s:
+            return math.inf
+        taken, arrived = frame.header.timestamp, frame.received.received_at
+        if taken - arrived > self.max_skew_s:
+            self.on_skew(frame.header.camera, taken - arrived)
+            taken = arrived
+        return taken + self.max_age_s
+
+    def late(self, frame: Accepted, now: float, expected_s: float = 0.0) -> Refused:
+        """The ``late`` refusal of a frame that is, or by the end of ``expected_s`` more work would be, past due."""
+        started = frame.deadline - self.max_age_s
+        age_ms, over_ms = 1e3 * (now - started), 1e3 * (now + expected_s - frame.deadline)
+        when = "is" if expected_s <= 0 or now >= frame.deadline else "would be, once scored,"
+        message = (
+            f"frame is {age_ms:.0f} ms old and {when} {over_ms:.0f} ms past the line's age budget of "
+            f"{1e3 * self.max_age_s:.0f} ms (pipeline.max_age_ms), counted from the camera's timestamp"
+        )
+        details = {"age_ms": round(age_ms, 1), "late_by_ms": round(over_ms, 1), "budget_ms": 1e3 * self.max_age_s}
+        return Refused(frame.received, "late", message, frame.header.identity(), details)

@@ -26,6 +26,9 @@ FAST = {
     "MUSC_MUSC__R_LIST": "[1, 3]",
     "MUSC_PIPELINE__MAX_IMAGE_PIXELS": "1000000",
     "MUSC_ARTIFACTS__KEEP_OK_EVERY": "0",
+    # These tests push floods to check plumbing: without an age budget every frame waits its turn (backpressure).
+    # The budget's own behaviour is tested in-process (tests/daemon/service/).
+    "MUSC_PIPELINE__MAX_AGE_MS": "0",
 }
 
 

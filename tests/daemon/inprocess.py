@@ -77,8 +77,13 @@ class InProcessLine:
     def send(self, frames: dict[str, np.ndarray], **options: Any) -> None:
         with FrameSender(self.settings, line=LINE) as sender:
             for frame_id, image in frames.items():
-                sender.send(image, camera=options.get("camera", "cam-1"), frame_id=frame_id, encoding="png",
-                            timestamp=options.get("timestamp"))
+                sender.send(
+                    image,
+                    camera=options.get("camera", "cam-1"),
+                    frame_id=frame_id,
+                    encoding="png",
+                    timestamp=options.get("timestamp"),
+                )
 
     def send_parts(self, messages: list[list[bytes]]) -> None:
         with FrameSender(self.settings, line=LINE) as sender:
@@ -92,13 +97,9 @@ class InProcessLine:
         return {m.get("frame_id"): m for m in messages}
 
     def quiet(self, timeout_s: float = 30) -> dict[str, int]:
-        """Wait until every received frame is settled in the store; returns the counts."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            counts = dict(self.store.counts(LINE))
-            if counts["pending"] == 0 and counts["received"] > 0 or time.monotonic() > deadline:
-                return counts
-            time.sleep(0.05)
+        """Wait until everything queued for the store is written; returns the line's counts."""
+        assert self.daemon.records.settled(timeout_s), "the recorder did not catch up"
+        return dict(self.store.counts(LINE))
 
     def stop(self) -> None:
         if self._thread.is_alive():

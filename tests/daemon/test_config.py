@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from daemon.cli import app
 from daemon.config import DEFAULT_FILE, DEFAULT_SOURCE, SCHEMA, ConfigError, DaemonConfig, load_config
-from musc_online.online.scorer import OnlineSettings
+from musc_online.online.settings import OnlineSettings
 from musc_online.transport import TransportSettings
 
 NO_ENV: dict[str, str] = {}
@@ -147,7 +147,7 @@ def test_unknown_keys_and_variables_are_refused_by_name(tmp_path):
         ("[musc]\nr_list = 'abc'", ['musc.r_list = "abc"', "must be a list of integers"]),
         ("[musc]\nr_list = [1, 2]", ["musc.r_list", "positive odd"]),
         ("[model]\ndevice = 'gpu'", ["model.device", "auto, cpu, cuda or cuda:N"]),
-        ("[pipeline]\nqueue_deadline_s = true", ["pipeline.queue_deadline_s", "must be a number"]),
+        ("[pipeline]\nmax_age_ms = true", ["pipeline.max_age_ms", "must be a number"]),
         ("[thresholds]\nlow_margin = 4.0", ["[thresholds]", "thresholds.low_margin from file"]),
         ("[online]\ncalibration_scores = 4", ["[online]", "calibration_scores"]),
         ("[thresholds]\nmin_scores = 40", ["[online]", "thresholds.min_scores from file"]),

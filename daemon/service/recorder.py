@@ -1,0 +1,67 @@
+"""The recorder thread: everything the store must learn about frames, written in grouped transactions.
+
+Receipts, decisions, refusals and picture paths come in one FIFO (so a frame's receipt is always written
+before its outcome) and leave in groups: one transaction per group keeps SQLite fast and keeps the store off
+the scoring path. A group that fails is retried, then written entry by entry so that one bad entry cannot hold
+up the rest; an entry that still fails is logged and counted, and a frame it leaves pending is refused as
+interrupted at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from daemon.service.handoff import Handoff
+from daemon.store import FrameEntry, NewPicture, NewRefusal, Store
+
+log = logging.getLogger("musc.daemon.recorder")
+
+GROUP = 256  # entries per transaction at most
+RETRIES = 3
+RETRY_PAUSE_S = 0.5
+
+
+class Recorder:
+    """Writes the line's frame entries to the store, keeping each frame's store key until its last entry.
+
+    A refusal is a frame's last entry; a decided frame's is its ``NewPicture`` (path None: no picture kept,
+    nothing to write).
+    """
+
+    def __init__(
+        self, store: Store, line: int, entries: Handoff[FrameEntry], count_error: Callable[[str], None]
+    ) -> None:
+        self.store = store
+        self.line = line
+        self.entries = entries
+        self.count_error = count_error
+        self.keys: dict[int, int] = {}  # seq -> store key, for frames with entries still to come
+
+    def run(self) -> None:
+        """The thread's body: until the queue is closed and drained."""
+        while not self.entries.finished:
+            group, _ = self.entries.take(GROUP, 0.1)
+            if group:
+                self._write([e for e in group if not (isinstance(e, NewPicture) and e.path is None)])
+                for entry in group:
+                    if isinstance(entry, NewRefusal | NewPicture):
+                        self.keys.pop(entry.seq, None)
+                self.entries.done(len(group))
+
+    def _write(self, group: list[FrameEntry]) -> None:
+        for attempt in range(RETRIES):
+            try:
+                self.keys.update(self.store.write_frames(self.line, group, self.keys))
+                return
+            except Exception:
+                log.warning("store write of %d entries failed (attempt %d)", len(group), attempt + 1, exc_info=True)
+                self.count_error("store")
+                time.sleep(RETRY_PAUSE_S)
+        for entry in group:
+            try:
+                self.keys.update(self.store.write_frames(self.line, [entry], self.keys))
+            except Exception:
+                log.exception("could not record %s; a frame it leaves pending is refused at the next start", entry)
+                self.count_error("store")
