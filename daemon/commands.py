@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import itertools
 import json
 import os
@@ -14,6 +15,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -21,6 +23,9 @@ from daemon.cli import load_or_exit
 from musc_online.client import ControlClient, DecisionSubscriber, FrameSender
 from musc_online.datasets import DatasetError, images_in, load_image
 from musc_online.synthetic import synthetic_product
+
+DEMO_JUDGES = 32  # enough mutual scores to calibrate the band at the default calibration_scores
+DEMO_SEED = 1000  # the judges' parts differ from the camera's (seed 0)
 
 Line = Annotated[int, typer.Option(help="Line number (selects the line's endpoints and store).")]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="Config file over config/default.toml.")]
@@ -74,25 +79,32 @@ def _status_table(status: dict) -> Table:
     )
     table.add_column("what")
     table.add_column("value", justify="right")
+    refused = ", ".join(f"{code} {n}" for code, n in counts.get("refused_by_code", {}).items()) or "-"
     rows = [
         ("frames received", counts["received"]),
         ("  decided", counts["decided"]),
         ("  refused", counts["refused"]),
         ("  pending", counts.get("pending", 0)),
+        ("refused by code", refused),
         ("decisions ok / unsure / defect", f"{counts['ok']} / {counts['unsure']} / {counts['defect']}"),
         ("corrections pending", counts["corrections_pending"]),
+        ("corrections that could not act", counts.get("corrections_failed", 0)),
     ]
     if scorer:
         band = scorer["band"]
+        queues = ", ".join(f"{name} {q['depth']}" for name, q in status["queues"].items())
+        budget = f"{status['max_age_ms']:.0f} ms" if status["max_age_ms"] else "none"
         rows += [
             ("window", f"{scorer['window']} / {scorer['window_capacity']}"),
             ("judges", scorer["judges"]),
             ("known defects", scorer["known_defects"]),
             ("band low / high", _band_text(band)),
             ("corrections moving the band", scorer["corrections_moving_band"]),
-            ("queue depth", status["queue_depth"]),
+            ("age budget / scoring takes", f"{budget} / {status['expected_scoring_ms']:.0f} ms a frame"),
+            ("queues", queues),
             ("paused", status["paused"]),
         ]
+        rows += [("band change", event["message"]) for event in status.get("band_events", [])[:1]]
     for name, value in rows:
         table.add_row(name, str(value))
     return table
@@ -140,19 +152,27 @@ def demo_command(
     rate: Annotated[float, typer.Option(help="Camera frames per second.")] = 3.0,
     config_file: ConfigFile = None,
 ) -> None:
-    """Start the line daemon and a camera, print every decision as it comes, then stop the daemon cleanly."""
+    """Start the line daemon and a camera, print every decision as it comes, then stop the daemon cleanly.
+
+    So that its decisions are calibrated and final from the first frame, the demo seeds the line with
+    DEMO_JUDGES synthetic good parts (in the line's folder) and uses a 16-frame window with 8 judges per frame;
+    MUSC_ONLINE__* variables you set yourself take precedence.
+    """
     config = load_or_exit(line, config_file)
     command = [sys.executable, "-m", "daemon.cli", "start", "--line", str(line), "--no-log-json"]
     if config_file:
         command += ["--config", str(config_file)]
     config.line_dir.mkdir(parents=True, exist_ok=True)
     log_path = config.line_dir / "daemon.log"
+    judges = _demo_judges(config.line_dir / "demo-judges")
+    demo = {"MUSC_ONLINE__JUDGES_DIR": str(judges), "MUSC_ONLINE__WINDOW": "16", "MUSC_ONLINE__JUDGES_PER_FRAME": "8"}
     typer.echo(
-        f"starting the line {line} daemon ({config.model.backbone}, {config.model.image_size} px); log: {log_path}"
+        f"starting the line {line} daemon ({config.model.backbone}, {config.model.image_size} px, "
+        f"{DEMO_JUDGES} good parts as judges); log: {log_path}"
     )
     with open(log_path, "ab") as log_file:
         daemon = subprocess.Popen(
-            command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log_file, stderr=subprocess.STDOUT
+            command, env={**demo, **os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log_file, stderr=subprocess.STDOUT
         )
     try:
         with ControlClient(config.transport_settings()) as control:
@@ -200,6 +220,16 @@ def demo_command(
             daemon.wait(timeout=30)
 
 
+def _demo_judges(folder: Path) -> Path:
+    """A folder of DEMO_JUDGES synthetic good parts (made once), to seed the demo line's judges."""
+    if len(images_in(folder) if folder.is_dir() else []) < DEMO_JUDGES:
+        folder.mkdir(parents=True, exist_ok=True)
+        parts = frame_source("synthetic", seed=DEMO_SEED, defect_rate=0.0)
+        for i in range(DEMO_JUDGES):
+            Image.fromarray(next(parts)).save(folder / f"good-{i:03d}.png")
+    return folder
+
+
 def _print_decision(message: dict) -> None:
     if message.get("topic", "").endswith("refusal"):
         typer.secho(f"{message.get('frame_id')}: REFUSED ({message.get('code')}: {message.get('reason')})", fg="red")
@@ -233,10 +263,25 @@ def judges_command(
             typer.secho(f"error: 'judges {action}' needs a {needs[action]}", fg="red", err=True)
             raise typer.Exit(2)
         args[needs[action]] = str(Path(target).resolve()) if needs[action] != "id" else target
+    result = _running_line(line, config_file, "judges", **args)
+    if action == "list":
+        table = Table(title=f"Judges of line {line}")
+        for column in ("id", "source", "score"):
+            table.add_column(column)
+        for judge in result:
+            table.add_row(judge["id"], judge["source"], "-" if judge["score"] is None else f"{judge['score']:.4f}")
+        Console().print(table)
+    else:
+        typer.echo(json.dumps(result))
+
+
+def _running_line(line: int, config_file: Path | None, command: str, **args: object) -> object:
+    """A control command's result from the running line, or exit 2 saying why (not running, or refused)."""
     config = load_or_exit(line, config_file)
     try:
         with ControlClient(config.transport_settings()) as control:
-            reply = control.call("judges", timeout_ms=120_000, **args)
+            control.call("status", timeout_ms=2000)  # is it there at all? (a slow command may take minutes)
+            reply = control.call(command, timeout_ms=120_000, **args)
     except TimeoutError:
         typer.secho(
             f"error: the line {line} daemon does not answer; start it with 'musc-daemon start --line {line}'",
@@ -247,13 +292,54 @@ def judges_command(
     if not reply.get("ok"):
         typer.secho(f"error: {reply.get('error')}", fg="red", err=True)
         raise typer.Exit(2)
-    result = reply["result"]
-    if action == "list":
-        table = Table(title=f"Judges of line {line}")
-        for column in ("id", "source", "score"):
-            table.add_column(column)
-        for judge in result:
-            table.add_row(judge["id"], judge["source"], "-" if judge["score"] is None else f"{judge['score']:.4f}")
-        Console().print(table)
-    else:
-        typer.echo(json.dumps(result))
+    return reply["result"]
+
+
+band_app = typer.Typer(
+    help="The running line's decision band: show it, set it by hand, or recalibrate it (e.g. after a product "
+    "change). Changes are recorded as events and shown by `musc-online status`.",
+    no_args_is_help=True,
+)
+
+
+def _print_band(result: dict) -> None:
+    before, after = result["before"], result["band"]
+    if before != after:
+        typer.echo(f"was {_band_text(before)}")
+    typer.echo(f"band {_band_text(after)}")
+
+
+@band_app.command("show")
+def band_show(line: Line = 3, config_file: ConfigFile = None) -> None:
+    """Print the band the line decides with: below low ok, from high defect, unsure between."""
+    _print_band(_running_line(line, config_file, "band", action="show"))
+
+
+@band_app.command("set")
+def band_set(
+    low: Annotated[float, typer.Argument(help="Scores below this are ok.")],
+    high: Annotated[float, typer.Argument(help="Scores from this up are defects (at least LOW).")],
+    line: Line = 3,
+    operator: Annotated[str | None, typer.Option(help="Who changes it (default: $USER).")] = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Set the band by hand; operators' corrections still adjust it."""
+    args = {"action": "set", "low": low, "high": high, "operator": operator or _user()}
+    _print_band(_running_line(line, config_file, "band", **args))
+
+
+@band_app.command("recalibrate")
+def band_recalibrate(
+    line: Line = 3,
+    operator: Annotated[str | None, typer.Option(help="Who asks for it (default: $USER).")] = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Calibrate the band again from the line's judges and voters (after a product change, or new judges)."""
+    _print_band(_running_line(line, config_file, "band", action="recalibrate", operator=operator or _user()))
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -104,6 +104,12 @@ def review_queue(
     return sorted(items, key=lambda i: (i.distance, -i.decided_at))[:limit]
 
 
+def failed_corrections(store: Store, line: int, limit: int = 20) -> list[CorrectionRecord]:
+    """The latest corrections the daemon took but could not act on (their audit says why), newest first."""
+    failed = [c for c in store.corrections(line) if c.audit and "error" in c.audit]
+    return failed[::-1][:limit]
+
+
 def _daemon_call(settings: TransportSettings, command: str, timeout_ms: int) -> dict[str, Any] | None:
     """A control command's reply from the line's daemon, or None when it does not answer in time."""
     try:
@@ -422,6 +428,14 @@ def list_command(
         row = (item.frame_id, item.camera, item.label, f"{item.score:.4f}", band, item.nearest_defect or "-")
         table.add_row(*row, item.artifact_path or "-")
     Console(width=200).print(table)
+    with _opened(line, config_file) as (_, store):
+        failed = failed_corrections(store, line)
+    for correction in failed:
+        typer.secho(
+            f"correction {correction.id} by {correction.operator} ({correction.frame_id} marked {correction.verdict}) "
+            f"could not act: {correction.audit['error']}",
+            fg=typer.colors.YELLOW,
+        )
 
 
 @review_app.command("mark")

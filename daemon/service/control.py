@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.service.corrections import CorrectionApplier
+from daemon.service.frames import Accepted
+from daemon.service.handoff import Handoff
 from daemon.store import Store
 from musc_online.datasets import images_in, load_image
 from musc_online.online.persistence import add_imported_judges, read_judges, write_judges
@@ -41,7 +43,7 @@ class Control:
         snapshot: Callable[[], Path],
         status: Callable[[], dict],
         judges_dir: Path | None,
-        paused: threading.Event,
+        frames: Handoff[Accepted],
         stopping: threading.Event,
     ) -> None:
         self.line = line
@@ -53,7 +55,7 @@ class Control:
         self.snapshot = snapshot
         self.status = status
         self.judges_dir = judges_dir
-        self.paused = paused
+        self.frames = frames
         self.stopping = stopping
 
     def run(self) -> None:
@@ -79,9 +81,9 @@ class Control:
         if command == "status":
             return self.status()
         if command in ("pause", "resume"):
-            (self.paused.set if command == "pause" else self.paused.clear)()
+            self.frames.hold(command == "pause")
             self.store.log_event(self.line, command, f"scoring {command}d", args or None)
-            return {"paused": self.paused.is_set()}
+            return {"paused": self.frames.held}
         if command == "apply_corrections":
             applied = self.corrections.apply_pending()
             if applied:

@@ -35,6 +35,7 @@ class Handoff(Generic[T]):
         self._entries: deque[_Entry[T]] = deque()
         self._ready = threading.Condition()
         self._closed = False
+        self._held = False  # takers get nothing until released (a paused line)
         self._unfinished = 0  # items taken but not yet reported ``done`` by their taker
 
     def put(self, item: T, deadline: float = math.inf, wait_s: float = 0.0) -> bool:
@@ -53,6 +54,18 @@ class Handoff(Generic[T]):
         with self._ready:
             self._closed = True
             self._ready.notify_all()
+
+    def hold(self, held: bool = True) -> None:
+        """Hold the queue (takers get nothing, items wait and may expire) or release it; closing releases it."""
+        with self._ready:
+            self._held = held
+            self._ready.notify_all()
+
+    @property
+    def held(self) -> bool:
+        """Whether takers are held back."""
+        with self._ready:
+            return self._held and not self._closed
 
     @property
     def closed(self) -> bool:
@@ -76,8 +89,9 @@ class Handoff(Generic[T]):
         item that would make any of it late (that item waits for the next take).
         """
         with self._ready:
-            if not self._entries and not self._closed:
-                self._ready.wait(timeout_s)
+            available = lambda: self._closed or (self._entries and not self._held)  # noqa: E731
+            if not self._ready.wait_for(available, timeout_s):
+                return [], []
             batch: list[_Entry[T]] = []
             expired: list[T] = []
             now = time.time()

@@ -68,7 +68,6 @@ class LineDaemon:
         self.config = config
         self.line = config.line
         self.started_at = time.time()
-        self.paused = threading.Event()
         self.stopping = threading.Event()
         self.ready = False
         self.scorer_lock = threading.Lock()
@@ -102,7 +101,6 @@ class LineDaemon:
             self.budget,
             self.metrics,
             pipeline.micro_batch,
-            self.paused,
         )
         ingest = Ingest(
             self.line,
@@ -125,7 +123,7 @@ class LineDaemon:
             self.snapshot,
             self.status,
             config.online.judges_dir,
-            self.paused,
+            self.frames,
             self.stopping,
         )
         self.workers = {
@@ -210,7 +208,7 @@ class LineDaemon:
     def _readiness(self) -> tuple[bool, str]:
         if self.stopping.is_set():
             return False, "draining"
-        if self.paused.is_set():
+        if self.frames.held:
             return False, "paused"
         return self.ready, "ready" if self.ready else "starting"
 
@@ -243,7 +241,6 @@ class LineDaemon:
         """Stop taking frames, score what was received, flush records and pictures, save the scorer, close."""
         threads = {t.name: t for t in self._threads}
         log.info("shutting down: draining %d queued frame(s)", self.frames.reading()[1])
-        self.paused.clear()  # what was received is scored (or answered late) before the line stops
         threads["ingest"].join()
         self.frames.close()
         threads["scoring"].join()
@@ -313,7 +310,7 @@ class LineDaemon:
             "max_age_ms": self.config.pipeline.max_age_ms,
             "expected_scoring_ms": 1e3 * self.scoring.expected_cost_s(1),
             "band_events": band_events,
-            "paused": self.paused.is_set(),
+            "paused": self.frames.held,
             "uptime_s": time.time() - self.started_at,
             "recovered": self.recovered,
             "endpoints": {

@@ -38,7 +38,6 @@ class Scoring:
         budget: AgeBudget,
         metrics: DaemonMetrics,
         micro_batch: int,
-        paused: threading.Event,
     ) -> None:
         self.frames = frames
         self.scorer = scorer
@@ -47,7 +46,6 @@ class Scoring:
         self.budget = budget
         self.metrics = metrics
         self.micro_batch = micro_batch
-        self.paused = paused
         self._per_frame_s: deque[float] = deque(maxlen=RECENT_BATCHES)
 
     def expected_cost_s(self, frames: int) -> float:
@@ -55,11 +53,8 @@ class Scoring:
         return frames * MARGIN * statistics.median(self._per_frame_s) if self._per_frame_s else 0.0
 
     def run(self) -> None:
-        """The thread's body: until the queue is closed and drained (a pause holds frames, except at shutdown)."""
+        """The thread's body: until the queue is closed and drained (a paused line holds the queue)."""
         while not self.frames.finished:
-            if self.paused.is_set() and not self.frames.closed:
-                time.sleep(0.02)
-                continue
             batch, late = self.frames.take(self.micro_batch, 0.1, self.expected_cost_s)
             now = time.time()
             for frame in late:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from daemon.commands import demo_command, judges_command, publish_command, status_command
+from daemon.commands import band_app, demo_command, judges_command, publish_command, status_command
 from daemon.review import review_app
 from musc_online.cli.eval_command import eval_command
 from musc_online.cli.replay_command import replay_command
@@ -21,6 +21,7 @@ app.command("status")(status_command)
 app.command("demo")(demo_command)
 app.add_typer(review_app, name="review")
 app.command("judges")(judges_command)
+app.add_typer(band_app, name="band")
 
 
 @app.callback()

@@ -118,7 +118,7 @@ class Collector:
         while not self._stop.is_set():
             message = self._subscriber.receive(timeout_ms=100)
             if message is not None:
-                self.messages.append(message)
+                self.messages.append({**message, "arrived_at": time.time()})
 
     def wait_for(self, count: int, timeout_s: float = 180) -> list[dict]:
         deadline = time.monotonic() + timeout_s

@@ -4,13 +4,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from musc_online.cli.main import app
+from musc_online.client import FrameSender
+from musc_online.synthetic import synthetic_product
 
-from .conftest import FAST, LINE, free_port_block
+from .conftest import FAST, LINE, DaemonProcess, free_port_block
 
 runner = CliRunner()
 
@@ -36,6 +40,8 @@ def test_demo_starts_the_daemon_shows_live_decisions_and_stops_cleanly(line_env,
     assert result.returncode == 0, result.stdout + result.stderr
     decisions = [line for line in result.stdout.splitlines() if line.startswith("cam-1-")]
     assert len(decisions) == 8
+    assert not any("provisional" in line for line in decisions), decisions  # judges calibrate it from the start
+    assert "(calibrated)" in result.stdout
     assert "frames received" in result.stdout
     log = tmp_path / "lines" / f"line-{LINE}" / "daemon.log"
     assert "stopped cleanly" in log.read_text()
@@ -62,3 +68,31 @@ def test_bad_config_value_is_named(line_env, monkeypatch):
     result = runner.invoke(app, ["status", "--line", str(LINE)])
     assert result.exit_code == 2
     assert "online.window" in result.output
+
+
+@pytest.mark.slow
+def test_band_show_set_and_recalibrate_reach_the_running_line(tmp_path, monkeypatch):
+    daemon = DaemonProcess(tmp_path / "lines").start()
+    for key, value in daemon.env.items():
+        if key.startswith("MUSC_"):
+            monkeypatch.setenv(key, value)
+    rng = np.random.default_rng(0)
+    with FrameSender(daemon.settings, line=LINE) as sender:
+        for i in range(20):
+            sender.send(synthetic_product(rng, 160), camera="cam-1", frame_id=f"b{i}", encoding="png")
+    deadline = time.monotonic() + 120
+    while daemon.call("status")["result"]["counts"]["decided"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    def band(*args: str):
+        return runner.invoke(app, ["band", *args, "--line", str(LINE)])
+
+    assert "(calibrated)" in band("show").stdout
+    changed = band("set", "0.1", "0.2", "--operator", "ann")
+    assert changed.exit_code == 0 and "band 0.1000 / 0.2000 (operator)" in changed.stdout
+    assert band("set", "0.3", "0.2").exit_code == 2
+    assert "(calibrated)" in band("recalibrate").stdout
+    status = runner.invoke(app, ["status", "--line", str(LINE)])
+    assert "ann: band set" in status.stdout or "band recalibrate" in status.stdout
+    assert daemon.stop() == 0
+    assert band("show").exit_code == 2  # nothing answers: said, not hung

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import time
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from daemon.review import mark
 from daemon.store import Store
 from musc_online.client import FrameSender
 from musc_online.protocol import FrameHeader, encode_frame
@@ -99,18 +101,46 @@ def test_every_frame_is_answered_recorded_and_survives_a_restart(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_minus_nine_loses_no_accounting(tmp_path):
+def test_kill_minus_nine_with_frames_in_flight_and_corrections_after_the_last_snapshot(tmp_path):
     daemon = DaemonProcess(tmp_path / "lines").start()
+    collector = Collector(daemon.settings)
     rng = np.random.default_rng(1)
     with FrameSender(daemon.settings, line=LINE) as sender:
-        for i in range(40):
+        for i in range(20):
             sender.send(synthetic_product(rng, 160), camera="cam-1", frame_id=f"k{i}", encoding="png")
-    time.sleep(1.0)
-    daemon.stop(signal.SIGKILL)
+    assert len(collector.wait_for(20)) == 20
+    collector.close()
+    line_dir = daemon.data_dir / f"line-{LINE}"
+    daemon.call("snapshot")
+    shutil.copytree(line_dir / "state", tmp_path / "older-state")
+
+    with Store.open(f"sqlite:///{line_dir / 'store.db'}") as store:
+        assert mark(store, daemon.settings, LINE, "k2", "ok", "ann")["applied"]
+        assert mark(store, daemon.settings, LINE, "k3", "defect", "ann", label="spot")["applied"]
+        taught = daemon.call("status")["result"]["scorer"]
+        assert (taught["judges"], taught["known_defects"]) == (1, 1)
+
+        with FrameSender(daemon.settings, line=LINE) as sender:
+            for i in range(150):
+                sender.send(synthetic_product(rng, 160), camera="cam-1", frame_id=f"m{i}", encoding="png")
+        deadline = time.monotonic() + 60
+        while store.counts(LINE)["pending"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.counts(LINE)["pending"] >= 5, "no frame was in flight"
+        daemon.stop(signal.SIGKILL)
+    # The crash came before any snapshot that followed the corrections: the line restarts from the older state.
+    shutil.rmtree(line_dir / "state")
+    shutil.copytree(tmp_path / "older-state", line_dir / "state")
+
     daemon.start()
-    counts = daemon.call("status")["result"]["counts"]
-    assert counts["received"] == counts["decided"] + counts["refused"]
-    assert counts["pending"] == 0
+    status = daemon.call("status")["result"]
+    recovered = status["recovered"]
+    assert recovered["refused_after_crash"] > 0
+    assert (recovered["corrections_applied"], recovered["corrections_failed"]) == (2, 0)
+    assert (status["scorer"]["judges"], status["scorer"]["known_defects"]) == (1, 1)
+    counts = status["counts"]
+    assert counts["received"] == counts["decided"] + counts["refused"] and counts["pending"] == 0
+    assert counts["refused_by_code"]["interrupted"] == recovered["refused_after_crash"]
     assert daemon.stop() == 0
 
 
@@ -139,7 +169,7 @@ def test_fuzzed_messages_are_each_answered_and_the_daemon_stays_up(tmp_path):
                 continue
             else:  # wrong types in valid JSON
                 fields = json.loads(valid[0])
-                fields[str(rng.choice(list(fields)))] = [None, -1, "", 1e309, {"a": 1}][i % 5 - 0]
+                fields[str(rng.choice(list(fields)))] = [None, -1, "", 1e309, {"a": 1}][(i // 5) % 5]
                 header = bytearray(json.dumps(fields).encode())
             sender.send_parts([bytes(header), bytes(payload)])
     messages = collector.wait_for(count, timeout_s=120)

@@ -284,3 +284,11 @@ def test_a_mark_through_the_cli_reaches_the_running_daemon_at_once(tmp_path, mon
         if daemon.process.poll() is None:
             daemon.process.kill()
             daemon.process.wait()
+
+
+def test_a_correction_that_could_not_act_is_shown_with_its_reason_and_operator(filled):
+    correction = filled.add_correction(LINE, "unsure-old", "ok", "ana", "unsure")
+    filled.mark_applied(correction, {"error": "no picture of frame 'unsure-old' was kept"})
+    listed = runner.invoke(app, ["review", "list", "--line", str(LINE)])
+    assert listed.exit_code == 0, listed.output
+    assert f"correction {correction} by ana" in listed.stdout and "no picture of frame" in listed.stdout

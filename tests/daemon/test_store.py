@@ -182,7 +182,9 @@ def test_a_group_of_entries_is_written_in_order_in_one_transaction(store: Store)
     )
     assert sorted(keys) == [1, 2, 3]
     later = store.write_frames(
-        LINE, [NewDecision(3, label="defect", decided_at=10.4, latency_ms=5.0, **verdict), NewPicture(3, "/p.png")], keys
+        LINE,
+        [NewDecision(3, label="defect", decided_at=10.4, latency_ms=5.0, **verdict), NewPicture(3, "/p.png")],
+        keys,
     )
     assert later == {}
     counts = store.counts(LINE)

@@ -12,8 +12,8 @@ from daemon.store import Store
 from musc_online.client import FrameSender
 from musc_online.protocol import encode_frame
 
-from .conftest import LINE, Collector, DaemonProcess
-from .inprocess import TINY, InProcessLine, frame
+from ..conftest import LINE, Collector, DaemonProcess
+from ..inprocess import TINY, InProcessLine, frame
 
 
 def _decided(line: InProcessLine, count: int, seed: int = 0, prefix: str = "f") -> dict[str, dict]:

@@ -1,0 +1,74 @@
+"""Control commands on a running in-process line: the band, snapshots on a timer, judges from a folder."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+from ..conftest import LINE
+from ..inprocess import InProcessLine, frame
+
+
+def test_the_band_is_set_and_recalibrated_live_recorded_and_shown(tmp_path):
+    line = InProcessLine(tmp_path / "lines")
+    rng = np.random.default_rng(0)
+    line.send({f"f{i}": frame(rng) for i in range(12)})
+    line.answers(12)
+    calibrated = line.call("band")["result"]["band"]
+    assert calibrated["source"] == "calibrated"
+
+    reply = line.call("band", action="set", low=0.1, high=0.2, operator="ann")["result"]
+    assert reply["band"] == {"low": 0.1, "high": 0.2, "source": "operator"} and reply["before"] == calibrated
+    line.send({"after-set": frame(rng)})
+    assert line.answers(13)["after-set"]["band"] == [0.1, 0.2]
+
+    refused = line.call("band", action="set", low=0.5, high=0.4)
+    assert not refused["ok"] and "low <= high" in refused["error"]
+
+    again = line.call("band", action="recalibrate", operator="bob")["result"]["band"]
+    assert again["source"] == "calibrated"
+    status = line.call("status")["result"]
+    assert status["scorer"]["band"] == again
+    assert [e["kind"] for e in status["band_events"]] == ["band_recalibrate", "band_set"]
+    assert "bob" in status["band_events"][0]["message"]
+    line.stop()
+
+    restarted = InProcessLine(tmp_path / "lines")
+    assert restarted.call("band")["result"]["band"] == again
+    restarted.stop()
+
+
+def test_recalibrating_with_too_few_normal_scores_says_what_is_missing(tmp_path):
+    line = InProcessLine(tmp_path / "lines")
+    reply = line.call("band", action="recalibrate")
+    assert not reply["ok"] and "at least 8 normal scores" in reply["error"]
+    line.stop()
+
+
+def test_the_state_is_saved_on_its_timer(tmp_path):
+    line = InProcessLine(tmp_path / "lines", **{"pipeline.snapshot_every_s": 0.3})
+    state = tmp_path / "lines" / f"line-{LINE}" / "state" / "state.json"
+    line.send({"f0": frame(np.random.default_rng(1))})
+    line.answers(1)
+    deadline = time.monotonic() + 10
+    while not (state.is_file() and '"f0"' in state.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert '"f0"' in state.read_text()  # the window holding f0 was saved without any stop or command
+    line.stop()
+
+
+def test_judges_are_reloaded_from_a_folder_and_recorded(tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        Image.fromarray(frame(rng)).save(good / f"part{i}.png")
+    line = InProcessLine(tmp_path / "lines")
+    assert line.call("reload_judges", folder=str(good))["result"] == {"added": 3}
+    assert line.call("reload_judges", folder=str(good))["result"] == {"added": 0}  # already there
+    assert sorted(j.judge_id for j in line.store.judges(LINE)) == [f"seed/part{i}" for i in range(3)]
+    missing = line.call("reload_judges")
+    assert not missing["ok"] and "judges_dir" in missing["error"]
+    line.stop()

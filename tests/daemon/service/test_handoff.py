@@ -1,0 +1,70 @@
+"""The bounded queue between the daemon's threads: full means refuse, deadlines, holds, settling."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from daemon.service.handoff import Handoff
+
+
+def test_a_full_queue_refuses_and_waits_for_room_only_when_asked():
+    queue: Handoff[int] = Handoff("q", 2)
+    assert queue.put(1) and queue.put(2)
+    assert not queue.put(3)
+    threading.Timer(0.1, lambda: queue.take(1, 0)).start()
+    assert queue.put(3, wait_s=2.0)
+    assert queue.reading()[:2] == ("q", 2)
+
+
+def test_items_that_cannot_be_served_in_time_come_out_apart_and_batches_stop_before_lateness():
+    queue: Handoff[str] = Handoff("q", 10)
+    now = time.time()
+    queue.put("gone", now - 1)
+    queue.put("soon", now + 0.25)
+    queue.put("later", now + 10)
+    queue.put("never", now + 100)
+    batch, expired = queue.take(5, 0, cost_s=lambda n: 0.2 * n)
+    assert expired == ["gone"]
+    assert batch == ["soon"]  # "soon" would be late in a batch of two
+    batch, _ = queue.take(5, 0, cost_s=lambda n: 0.2 * n)
+    assert batch == ["later", "never"]
+
+
+def test_expire_removes_only_what_would_pass_its_deadline():
+    queue: Handoff[str] = Handoff("q", 10)
+    now = time.time()
+    for name, deadline in (("a", now + 0.05), ("b", now + 5), ("c", now + 0.01)):
+        queue.put(name, deadline)
+    assert sorted(queue.expire(cost_s=0.1)) == ["a", "c"]
+    assert queue.take(5, 0)[0] == ["b"]
+
+
+def test_a_held_queue_gives_nothing_until_released_or_closed():
+    queue: Handoff[int] = Handoff("q", 4)
+    queue.put(1)
+    queue.hold()
+    assert queue.held and queue.take(4, 0.05) == ([], [])
+    queue.hold(False)
+    assert queue.take(4, 0.05) == ([1], [])
+    queue.hold()
+    queue.put(2)
+    queue.close()
+    assert not queue.held and queue.take(4, 0.05) == ([2], [])
+    assert queue.finished and not queue.put(3)
+
+
+def test_settled_waits_for_the_taker_to_finish():
+    queue: Handoff[int] = Handoff("q", 4)
+    queue.put(1)
+    batch, _ = queue.take(4, 0)
+    assert not queue.settled(0.05)
+    queue.done(len(batch))
+    assert queue.settled(0.05)
+
+
+def test_a_queue_needs_room():
+    with pytest.raises(ValueError, match="at least one"):
+        Handoff("q", 0)
