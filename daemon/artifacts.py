@@ -65,6 +65,7 @@ class ArtifactWriter:
         self.max_files = max_files
         self.max_age_days = max_age_days
         self._ok_seen = 0
+        self.files: int | None = None  # pictures in the folder, known after a prune and counted on by save
 
     def keeps(self, label: str) -> bool:
         """Whether this decision's picture is kept: every one not ok, and the first ok of every ``keep_ok_every``."""
@@ -91,6 +92,8 @@ class ArtifactWriter:
             try:
                 with open(path, "xb") as file:  # exclusive create: two writers cannot take the same name
                     Image.fromarray(picture).save(file, format="PNG")
+                if self.files is not None:
+                    self.files += 1
                 return path
             except FileExistsError:
                 attempt += 1
@@ -144,6 +147,7 @@ class ArtifactWriter:
                     os.rmdir(folder)
         if doomed:
             logger.info("pruned %d artifacts", len(doomed), extra={"folder": str(self.folder)})
+        self.files = len(files) - len(doomed)
         return len(doomed)
 
 

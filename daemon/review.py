@@ -100,7 +100,9 @@ def review_queue(
     newest: dict[str, DecisionRecord] = {}
     for decision in decisions:  # newest first: a frame id a camera resent counts once, by its newest decision
         newest.setdefault(decision.frame_id, decision)
-    items = [_item(d) for d in newest.values() if d.frame_id not in corrected]
+    # A frame whose picture was pruned leaves the queue: nobody can judge it, and nothing can correct it.
+    kept = [d for d in newest.values() if d.frame_id not in corrected and not _picture_pruned(d)]
+    items = [_item(d) for d in kept]
     return sorted(items, key=lambda i: (i.distance, -i.decided_at))[:limit]
 
 
@@ -108,6 +110,10 @@ def failed_corrections(store: Store, line: int, limit: int = 20) -> list[Correct
     """The latest corrections the daemon took but could not act on (their audit says why), newest first."""
     failed = [c for c in store.corrections(line) if c.audit and "error" in c.audit]
     return failed[::-1][:limit]
+
+
+def _picture_pruned(decision: DecisionRecord) -> bool:
+    return bool(decision.artifact_path) and not Path(decision.artifact_path).is_file()
 
 
 def _daemon_call(settings: TransportSettings, command: str, timeout_ms: int) -> dict[str, Any] | None:

@@ -587,6 +587,21 @@ class Store:
             refused_by_code={code or INTERRUPTED: count for code, count in sorted(by_code.items(), key=str)},
         )
 
+    def frame_outcomes(self, line: int, frame_ids: Sequence[str]) -> dict[str, str]:
+        """How each of these frames of a line ended, by id: "decided", "refused: <code>" or "pending"."""
+        outcomes: dict[str, str] = {}
+        with self._reads() as session:
+            for start in range(0, len(frame_ids), 500):
+                chunk = list(frame_ids[start : start + 500])
+                rows = session.execute(
+                    select(FrameRow.frame_id, FrameRow.status, FrameRow.refusal_code)
+                    .where(FrameRow.line == line, FrameRow.frame_id.in_(chunk))
+                    .order_by(FrameRow.id)
+                )
+                for frame_id, status, code in rows:
+                    outcomes[frame_id] = f"refused: {code}" if status == "refused" else status
+        return outcomes
+
     def recent_decisions(
         self,
         line: int,

@@ -19,11 +19,9 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,116 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 from bench_common import cpu_name
+from line_harness import LINE, Answers, HarnessError, free_port_block, start_daemon, summary_ms, wait_ready
 
 from daemon.commands import frame_source
-from musc_online.client import ControlClient, DecisionSubscriber, FrameSender
+from musc_online.client import ControlClient, FrameSender
 from musc_online.transport import TransportSettings
 
-LINE = 3
 CAMERA = "bench"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class BenchError(RuntimeError):
-    """The run cannot go on (the daemon did not start, stopped answering or exited badly)."""
-
-
-def free_port_block(line: int) -> int:
-    """A base port whose block for ``line`` (frames, decisions, control, HTTP) is free on 127.0.0.1 now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] - 10 * line
-        if base < 1024 or base + 10 * line + 3 > 65535:
-            continue
-        try:
-            for offset in range(4):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + 10 * line + offset))
-        except OSError:
-            continue
-        return base
-    raise BenchError("no free port block found")
-
-
-class Decisions:
-    """Collects the line's decisions and refusals in a background thread, with each one's arrival time."""
-
-    def __init__(self, settings: TransportSettings) -> None:
-        self.arrived: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._subscriber = DecisionSubscriber(settings, LINE)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        time.sleep(0.5)  # let the subscription reach the publisher before anything is sent
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            message = self._subscriber.receive(timeout_ms=100)
-            if message is not None:
-                self.arrived[message["frame_id"]] = (time.time(), message)
-
-    def wait_for(self, frame_ids: list[str], stall_s: float) -> list[str]:
-        """Wait until every frame is answered or nothing arrives for ``stall_s``; returns the unanswered ids."""
-        last_count, last_change = -1, time.monotonic()
-        while True:
-            missing = [i for i in frame_ids if i not in self.arrived]
-            if not missing or time.monotonic() - last_change > stall_s:
-                return missing
-            if len(self.arrived) != last_count:
-                last_count, last_change = len(self.arrived), time.monotonic()
-            time.sleep(0.01)
-
-    def refusals(self, frame_ids: list[str]) -> list[str]:
-        """The frames among ``frame_ids`` that were refused, with their reasons."""
-        answered = [self.arrived[i][1] for i in frame_ids if i in self.arrived]
-        return [f"{m['frame_id']}: {m.get('reason')}" for m in answered if m["topic"].endswith(".refusal")]
-
-    def close(self) -> None:
-        """Stop the thread and close the socket."""
-        self._stop.set()
-        self._thread.join()
-        self._subscriber.close()
-
-
-def summary_ms(values_s: list[float]) -> dict[str, float]:
-    """p50, p99 and max of durations in seconds, in milliseconds."""
-    values = 1e3 * np.asarray(values_s)
-    p50, p99 = np.percentile(values, [50, 99])
-    return {"p50": float(p50), "p99": float(p99), "max": float(values.max())}
-
-
-def start_daemon(args: argparse.Namespace, data_dir: Path, base_port: int, log_path: Path) -> subprocess.Popen:
-    """``musc-daemon start`` on the given data folder and port block, its log going to ``log_path``."""
-    env = {
-        **os.environ,
-        "MUSC_PATHS__DATA_DIR": str(data_dir),
-        "MUSC_TRANSPORT__BASE_PORT": str(base_port),
-        "MUSC_MODEL__BACKBONE": args.backbone,
-        "MUSC_MODEL__IMAGE_SIZE": str(args.size),
-        "MUSC_MODEL__DEVICE": args.device,
-        "MUSC_ONLINE__WINDOW": str(args.window),
-        "MUSC_PIPELINE__MICRO_BATCH": str(args.micro_batch),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-m", "daemon.cli", "start", "--line", str(LINE), "--no-log-json"]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-def wait_ready(process: subprocess.Popen, control: ControlClient, timeout_s: float) -> None:
-    """Wait until the daemon answers ``status``; a daemon that exits or stays silent is a BenchError."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"the daemon exited early with code {process.returncode}")
-        try:
-            if control.call("status", timeout_ms=500)["ok"]:
-                return
-        except TimeoutError:
-            pass
-    raise BenchError(f"the daemon did not answer status within {timeout_s} s")
 
 
 def send(sender: FrameSender, frames: Iterator[np.ndarray], frame_ids: list[str], rate: float = 0.0) -> None:
@@ -152,6 +47,18 @@ def send(sender: FrameSender, frames: Iterator[np.ndarray], frame_ids: list[str]
         if period:
             time.sleep(max(0.0, started + i * period - time.monotonic()))
         sender.send(next(frames), camera=CAMERA, frame_id=frame_id, encoding="jpeg", timestamp=time.time())
+
+
+def daemon_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The daemon's MUSC_* settings for this run. No age budget: the throughput pass relies on backpressure."""
+    return {
+        "MUSC_MODEL__BACKBONE": args.backbone,
+        "MUSC_MODEL__IMAGE_SIZE": str(args.size),
+        "MUSC_MODEL__DEVICE": args.device,
+        "MUSC_ONLINE__WINDOW": str(args.window),
+        "MUSC_PIPELINE__MICRO_BATCH": str(args.micro_batch),
+        "MUSC_PIPELINE__MAX_AGE_MS": "0",
+    }
 
 
 def settled_counts(control: ControlClient, expected: int, timeout_s: float) -> dict[str, int]:
@@ -171,13 +78,13 @@ def bench(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str,
     frames = itertools.cycle(list(itertools.islice(frame_source(args.source, defect_rate=0.0, size=args.image_px), 32)))
     load_average = os.getloadavg()
     started = time.monotonic()
-    process = start_daemon(args, data_dir, base_port, log_path)
+    process = start_daemon(data_dir, base_port, log_path, daemon_settings(args))
     try:
         with ControlClient(settings) as control:
             wait_ready(process, control, args.timeout)
             startup_s = time.monotonic() - started
             print(f"daemon ready in {startup_s:.1f} s", file=sys.stderr)
-            decisions = Decisions(settings)
+            decisions = Answers(settings)
             sent: list[str] = []
             with FrameSender(settings, line=LINE, send_timeout_ms=int(1e3 * args.timeout)) as sender:
 
@@ -188,14 +95,14 @@ def bench(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str,
                     send(sender, frames, ids, rate)
                     missing = decisions.wait_for(ids, args.timeout)
                     if missing:
-                        raise BenchError(f"{len(missing)} of {count} {prefix} frames got no answer")
+                        raise HarnessError(f"{len(missing)} of {count} {prefix} frames got no answer")
                     return ids
 
                 # Warm-up: fill the window, then go on until the band is calibrated (decisions stop being provisional).
                 warmup = run("warmup", args.window)
                 while decisions.arrived[warmup[-1]][1].get("provisional", True):
                     if len(warmup) >= max(8 * args.window, 256):
-                        raise BenchError(f"decisions were still provisional after {len(warmup)} warm-up frames")
+                        raise HarnessError(f"decisions were still provisional after {len(warmup)} warm-up frames")
                     warmup += run(f"warmup{len(warmup)}", args.micro_batch)
                 print(f"warmed up with {len(warmup)} frames; latency pass at {args.rate} Hz", file=sys.stderr)
 
@@ -203,7 +110,8 @@ def bench(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str,
                 print("throughput pass", file=sys.stderr)
                 flat_out = run("flat-out", args.frames)
             decisions.close()
-            refused = decisions.refusals(sent)
+            answered = [decisions.arrived[i][1] for i in sent if i in decisions.arrived]
+            refused = [f"{m['frame_id']}: {m.get('reason')}" for m in answered if m["topic"].endswith(".refusal")]
             counts = settled_counts(control, len(sent), args.timeout)
             control.call("shutdown", timeout_ms=30_000)
         exit_code = process.wait(timeout=args.timeout)
@@ -269,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = data_dir / "daemon.log"
     try:
         figures = bench(args, data_dir, log_path)
-    except (BenchError, TimeoutError, subprocess.TimeoutExpired) as error:
+    except (HarnessError, TimeoutError, subprocess.TimeoutExpired) as error:
         print(f"error: {error}\ndaemon log: {log_path}", file=sys.stderr)
         return 1
     print(json.dumps(figures, indent=2))

@@ -2,7 +2,8 @@
 
 PNG encoding and disk writes are slow and the disk may be slower still, so they happen here, off the
 scoring path; the store learns each picture's path through the recorder. The folder is pruned to
-``max_files`` and ``max_age_days`` every ``PRUNE_EVERY`` pictures and at least every ``PRUNE_PERIOD_S``.
+``max_files`` and ``max_age_days`` whenever a new picture takes it over the count, and at least every ``PRUNE_PERIOD_S``
+(pictures age out).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from daemon.store import FrameEntry, NewPicture
 
 log = logging.getLogger("musc.daemon.pictures")
 
-PRUNE_EVERY = 20
 PRUNE_PERIOD_S = 60.0
 
 
@@ -39,15 +39,17 @@ class PictureWriter:
 
     def run(self) -> None:
         """The thread's body: until the queue is closed and drained; prunes once more at the end."""
-        since_prune, last_prune = 0, time.monotonic()
+        self._prune()
+        last_prune = time.monotonic()
         while not self.jobs.finished:
             jobs, _ = self.jobs.take(1, 0.5)
             for job in jobs:
                 self.records.put(NewPicture(job.seq, self._save(job)))
-                since_prune += 1
-            if since_prune >= PRUNE_EVERY or time.monotonic() - last_prune >= PRUNE_PERIOD_S:
+            self.jobs.done(len(jobs))
+            over = self.writer.files is None or self.writer.files > self.writer.max_files
+            if over or time.monotonic() - last_prune >= PRUNE_PERIOD_S:
                 self._prune()
-                since_prune, last_prune = 0, time.monotonic()
+                last_prune = time.monotonic()
         self._prune()
 
     def _save(self, job: PictureJob) -> str | None:

@@ -16,7 +16,9 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("script", ["bench_batch.py", "bench_online.py", "bench_daemon.py", "golden_check.py"])
+@pytest.mark.parametrize(
+    "script", ["bench_batch.py", "bench_online.py", "bench_daemon.py", "golden_check.py", "soak.py"]
+)
 def test_help(script):
     result = _run(script, "--help")
     assert result.returncode == 0, result.stderr
@@ -93,3 +95,21 @@ def test_bench_daemon_tiny_run(tmp_path):
     assert figures["latency_ms"]["p99"] >= figures["latency_ms"]["p50"]
     assert figures["frames_per_second"] > 0
     assert figures["counts"]["received"] == figures["counts"]["decided"] > 0
+
+
+@pytest.mark.slow
+def test_soak_tiny_run_passes_its_checks(tmp_path):
+    out = tmp_path / "s.json"
+    result = _run(
+        "soak.py",
+        *("--frames", "240", "--backbone", "test_random_vit", "--size", "64", "--window", "8", "--image-px", "96"),
+        *("--slow-rate", "20", "--fast-rate", "200", "--mark-every-s", "2", "--max-files", "20", "--json", str(out)),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert all(figures["checks"].values())
+    frames = figures["frames"]
+    assert frames["late"] > 0  # the fast half outran the line, and was told so
+    assert sum(frames["malformed"].values()) == 7
+    assert figures["corrections"]["marked"] > 0
+    assert [exit for _, exit in figures["daemon_exits"]] == [-9, 0]

@@ -1,0 +1,119 @@
+"""What the tools that drive a real line daemon share: a free port block, the daemon process, its answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musc_online.client import ControlClient, DecisionSubscriber
+from musc_online.transport import TransportSettings
+
+LINE = 3
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class HarnessError(RuntimeError):
+    """The run cannot go on (the daemon did not start, stopped answering or exited badly)."""
+
+
+def free_port_block(line: int = LINE) -> int:
+    """A base port whose block for ``line`` (frames, decisions, control, HTTP) is free on 127.0.0.1 now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1] - 10 * line
+        if base < 1024 or base + 10 * line + 3 > 65535:
+            continue
+        try:
+            for offset in range(4):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + 10 * line + offset))
+        except OSError:
+            continue
+        return base
+    raise HarnessError("no free port block found")
+
+
+def start_daemon(data_dir: Path, base_port: int, log_path: Path, settings: Mapping[str, str]) -> subprocess.Popen:
+    """``musc-daemon start --line 3`` on ``data_dir`` and the port block, with ``MUSC_*`` ``settings``."""
+    env = {
+        **os.environ,
+        **settings,
+        "MUSC_PATHS__DATA_DIR": str(data_dir),
+        "MUSC_TRANSPORT__BASE_PORT": str(base_port),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "daemon.cli", "start", "--line", str(LINE), "--no-log-json"]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_ready(process: subprocess.Popen, control: ControlClient, timeout_s: float) -> None:
+    """Wait until the daemon answers ``status``; a daemon that exits or stays silent is a HarnessError."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise HarnessError(f"the daemon exited early with code {process.returncode}")
+        try:
+            if control.call("status", timeout_ms=500)["ok"]:
+                return
+        except TimeoutError:
+            pass
+    raise HarnessError(f"the daemon did not answer status within {timeout_s} s")
+
+
+class Answers:
+    """Collects a line's decisions and refusals in a background thread, each with its arrival time."""
+
+    def __init__(self, settings: TransportSettings) -> None:
+        self.arrived: dict[str, tuple[float, dict[str, Any]]] = {}  # frame id -> its first answer
+        self.all: list[tuple[float, dict[str, Any]]] = []  # every answer, unreadable ids included
+        self._subscriber = DecisionSubscriber(settings, LINE)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        time.sleep(0.5)  # let the subscription reach the publisher before anything is sent
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._subscriber.receive(timeout_ms=100)
+            if message is not None:
+                entry = (time.time(), message)
+                self.all.append(entry)
+                self.arrived.setdefault(str(message.get("frame_id")), entry)
+
+    def wait_for(self, frame_ids: list[str], stall_s: float) -> list[str]:
+        """Wait until every frame is answered or nothing arrives for ``stall_s``; returns the unanswered ids."""
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            missing = [i for i in frame_ids if i not in self.arrived]
+            if not missing or time.monotonic() - last_change > stall_s:
+                return missing
+            if len(self.all) != last_count:
+                last_count, last_change = len(self.all), time.monotonic()
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Stop the thread and close the socket."""
+        self._stop.set()
+        self._thread.join()
+        self._subscriber.close()
+
+
+def summary_ms(values_s: list[float]) -> dict[str, float]:
+    """p50, p99 and max of durations in seconds, in milliseconds (zeros when there are none)."""
+    if not values_s:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+    values = 1e3 * np.asarray(values_s)
+    p50, p99 = np.percentile(values, [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "max": float(values.max())}
