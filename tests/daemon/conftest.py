@@ -50,6 +50,22 @@ def free_port_block(line: int = LINE) -> int:
     raise RuntimeError("no free port block found")
 
 
+_STARTED: list[subprocess.Popen] = []  # every daemon process a test started, killed after the test
+IN_PROCESS: list = []  # every in-process line a test started (inprocess.InProcessLine), stopped after the test
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test():
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    while IN_PROCESS:
+        IN_PROCESS.pop().stop()
+
+
 class DaemonProcess:
     """``musc-daemon start`` in a subprocess, with its own data folder and port block."""
 
@@ -82,6 +98,7 @@ class DaemonProcess:
                 stderr=subprocess.STDOUT,
                 cwd=Path(__file__).resolve().parents[2],
             )
+        _STARTED.append(self.process)
         deadline = time.monotonic() + timeout_s
         with ControlClient(self.settings, keys=self.keys) as control:
             while time.monotonic() < deadline:
@@ -125,6 +142,10 @@ class Collector:
         while len(self.messages) < count and time.monotonic() < deadline:
             time.sleep(0.05)
         return list(self.messages)
+
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
 
     def close(self) -> None:
         self._stop.set()

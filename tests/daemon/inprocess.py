@@ -21,7 +21,7 @@ from daemon.store import Store
 from musc_online.client import ControlClient, FrameSender
 from musc_online.transport import TransportSettings
 
-from .conftest import LINE, Collector, free_port_block
+from .conftest import IN_PROCESS, LINE, Collector, free_port_block
 
 TINY = {
     "MUSC_MODEL__BACKBONE": "test_random_vit",
@@ -55,6 +55,7 @@ class InProcessLine:
         self.collector = Collector(self.settings)
         self._thread = threading.Thread(target=self.daemon.run, kwargs={"handle_signals": False}, daemon=True)
         self._thread.start()
+        IN_PROCESS.append(self)
         deadline = time.monotonic() + 30
         while not self.daemon.ready and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -102,8 +103,10 @@ class InProcessLine:
         return dict(self.store.counts(LINE))
 
     def stop(self) -> None:
+        """Shut the line down through its control socket (again: nothing happens)."""
         if self._thread.is_alive():
-            self.call("shutdown")
+            self.daemon.stopping.set()
             self._thread.join(60)
-        self.collector.close()
+        if not self.collector.closed:
+            self.collector.close()
         assert not self._thread.is_alive(), "the daemon did not stop"
