@@ -1,8 +1,9 @@
 """Feature banks for the online scorer: judges (confirmed good frames) and known defects.
 
-Each item has an id, an L2-normalised image-level feature searched by cosine similarity through a flat
-FAISS inner-product index, and optionally its LNAMD patch features per scoring set, kept stacked on the
-scoring device so that gathering the references for a frame is one ``index_select`` per set.
+Each item has an id, an L2-normalised image-level feature searched by cosine similarity through an exact
+FAISS inner-product index (``IndexIDMap2``: the only copy of the features, so an item can be removed in
+place), and optionally its LNAMD patch features per scoring set, kept stacked on the scoring device so that
+gathering the references for a frame is one ``index_select`` per set.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class BankMismatchError(ValueError):
 
 @dataclass(slots=True)
 class _Entry:
-    """Where an item lives in the stores, and what the operator or scorer said about it."""
+    """Where an item lives (its FAISS key, its patch row), and what the operator or scorer said about it."""
 
+    key: int
     row: int
     label: str | None
     score: float | None
@@ -52,8 +54,7 @@ class BankContents:
         folder = Path(folder)
         if folder.exists() and not (folder / META_FILE).is_file() and (not folder.is_dir() or any(folder.iterdir())):
             raise FileExistsError(f"refusing to save a bank over {folder}: it exists and is not a saved bank")
-        index = faiss_index.build_ip_index(int(self.meta["dim"]), use_gpu=False)
-        index.add(self.arrays["image_features"])  # rows in insertion order, as in features.npz
+        index = faiss_index.flat_index(self.arrays["image_features"])  # rows in insertion order, as in features.npz
         with replaced_folder(folder) as staging:
             with open(staging / FEATURES_FILE, "wb") as file:
                 np.savez(file, **self.arrays)
@@ -64,27 +65,23 @@ class BankContents:
 class FeatureBank:
     """Items searchable by image-feature cosine similarity, with optional patch features for MSM scoring.
 
-    Rows are kept compact by swap-removal, so storage order differs from insertion order; ``ids()``,
+    Patch rows are kept compact by swap-removal, so storage order differs from insertion order; ``ids()``,
     ``image_features()`` and saved banks use insertion order.
     """
 
-    def __init__(self, dim: int, device: torch.device | str = "cpu", use_gpu_index: bool | None = None) -> None:
+    def __init__(self, dim: int, device: torch.device | str = "cpu") -> None:
         if dim < 1:
             raise ValueError(f"feature dimension must be positive, got {dim}")
         self.dim = dim
         self.device = torch.device(device)
         self._patch_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        self._index = faiss_index.build_ip_index(dim, use_gpu_index, self.device.index or 0)
+        self._index = faiss_index.build_id_index(dim)
         self._items: dict[str, _Entry] = {}  # insertion-ordered
-        self._row_ids: list[str] = []  # storage row -> id; also the FAISS label of each row
-        self._image = np.empty((0, dim), np.float32)  # (capacity, D); the first len(self) rows are in use
+        self._by_key: dict[int, str] = {}  # FAISS key -> id
+        self._next_key = 0
+        self._row_ids: list[str] = []  # patch storage row -> id
         self._patch_shapes: list[tuple[int, int]] | None = None  # fixed by the first item; [] = no patches
         self._patches: list[torch.Tensor] = []  # per scoring set: (capacity, P_s, C_s) on self.device
-
-    @property
-    def index_kind(self) -> str:
-        """Which FAISS implementation searches this bank: ``"faiss-gpu"`` or ``"faiss-cpu"``."""
-        return faiss_index.index_kind(self._index)
 
     @property
     def patch_shapes(self) -> list[tuple[int, int]]:
@@ -129,43 +126,40 @@ class FeatureBank:
             if any(len(shape) != 2 for shape in shapes):
                 raise ValueError(f"patch features of {item_id!r} must be (P, C) per scoring set, got {shapes}")
             self._patch_shapes = shapes
-            self._patches = [
-                torch.empty((len(self._image), *s), dtype=self._patch_dtype, device=self.device) for s in shapes
-            ]
+            self._patches = [torch.empty((0, *s), dtype=self._patch_dtype, device=self.device) for s in shapes]
         elif shapes != self._patch_shapes:
             raise ValueError(
                 f"item {item_id!r} has {_describe(shapes)}, but this bank's items have {_describe(self._patch_shapes)}"
             )
-        row = len(self)
+        row, key = len(self), self._next_key
         self._reserve(row + 1)
-        self._image[row] = vector[0]
         for store, patch in zip(self._patches, patches, strict=True):
             store[row].copy_(patch)
-        self._index.add(vector)
-        self._items[item_id] = _Entry(row, label, None if score is None else float(score))
+        self._index.add_with_ids(vector, np.array([key], dtype=np.int64))
+        self._next_key += 1
+        self._items[item_id] = _Entry(key, row, label, None if score is None else float(score))
+        self._by_key[key] = item_id
         self._row_ids.append(item_id)
 
     def remove(self, item_id: str) -> None:
-        """Remove an item: the last row moves into its place, and the FAISS index is rebuilt from the kept rows."""
-        row = self._entry(item_id).row
+        """Remove an item from the index in place; the last patch row moves into its row."""
+        entry = self._entry(item_id)
+        self._index.remove_ids(np.array([entry.key], dtype=np.int64))
         last = len(self) - 1
-        if row != last:
+        if entry.row != last:
             moved = self._row_ids[last]
-            self._image[row] = self._image[last]
             for store in self._patches:
-                store[row] = store[last]
-            self._row_ids[row] = moved
-            self._items[moved].row = row
+                store[entry.row] = store[last]
+            self._row_ids[entry.row] = moved
+            self._items[moved].row = entry.row
         self._row_ids.pop()
-        del self._items[item_id]
-        # Flat indexes cannot drop a vector in place without renumbering; banks are small, so re-add them all.
-        self._index.reset()
-        self._index.add(self._image[:last])
+        del self._items[item_id], self._by_key[entry.key]
 
     def image_features(self, ids: Sequence[str] | None = None) -> torch.Tensor:
         """(n, D) float32 image features on the bank's device, for ``ids`` in order (default: all, insertion order)."""
-        rows = np.asarray(self._rows(self.ids() if ids is None else ids), dtype=np.intp)
-        return torch.from_numpy(self._image[rows]).to(self.device)
+        keys = [self._entry(item_id).key for item_id in (self.ids() if ids is None else ids)]
+        vectors = np.stack([self._index.reconstruct(key) for key in keys]) if keys else np.empty((0, self.dim))
+        return torch.from_numpy(vectors.astype(np.float32)).to(self.device)
 
     def patch_features(self, ids: Sequence[str]) -> list[torch.Tensor]:
         """Per scoring set, the (len(ids), P_s, C_s) patch features of ``ids`` in that order, on the bank's device."""
@@ -181,10 +175,10 @@ class FeatureBank:
         queries = self._unit_rows(query, "query")
         if not len(self):
             return [[] for _ in queries]
-        similarities, rows = self._index.search(queries, min(k, len(self)))
+        similarities, keys = self._index.search(queries, min(k, len(self)))
         return [
-            [(self._row_ids[r], float(s)) for s, r in zip(sims, found, strict=True) if r >= 0]
-            for sims, found in zip(similarities, rows, strict=True)
+            [(self._by_key[int(key)], float(s)) for s, key in zip(sims, found, strict=True) if key >= 0]
+            for sims, found in zip(similarities, keys, strict=True)
         ]
 
     def contents(self, fingerprint: Mapping[str, object]) -> BankContents:
@@ -195,7 +189,7 @@ class FeatureBank:
         """
         ids = self.ids()
         rows = self._rows(ids)
-        arrays = {"image_features": self._image[np.asarray(rows, dtype=np.intp)]}
+        arrays = {"image_features": self.image_features(ids).cpu().numpy()}
         row_tensor = torch.tensor(rows, dtype=torch.long, device=self.device)
         for s, store in enumerate(self._patches):
             arrays[f"patches_{s}"] = store.index_select(0, row_tensor).cpu().numpy()
@@ -221,7 +215,6 @@ class FeatureBank:
         folder: Path,
         expected_fingerprint: Mapping[str, object] | None = None,
         device: torch.device | str = "cpu",
-        use_gpu_index: bool | None = None,
     ) -> FeatureBank:
         """Read a bank written by ``save``; BankMismatchError if its fingerprint differs from the expected one."""
         folder = restored(folder)
@@ -256,8 +249,7 @@ class FeatureBank:
                 f"{folder / FEATURES_FILE} holds arrays of shapes {found_shapes}; meta.json says {expected_shapes}"
             )
 
-        bank = cls(dim, device, use_gpu_index)
-        index = faiss_index.read_ip_index(folder / INDEX_FILE, use_gpu_index, bank.device.index or 0)
+        index = faiss_index.read_ip_index(folder / INDEX_FILE)
         if index.d != dim or index.ntotal != n:
             raise ValueError(
                 f"{folder / INDEX_FILE} holds {index.ntotal} vectors of dimension {index.d}, "
@@ -265,13 +257,16 @@ class FeatureBank:
             )
         if n and not np.array_equal(index.reconstruct_n(0, n), image):
             raise ValueError(f"{folder / INDEX_FILE} does not hold the image features of {FEATURES_FILE}")
-        bank._index = index
-        bank._image = image
+        bank = cls(dim, device)
         bank._patch_shapes = shapes
         bank._patches = [torch.from_numpy(p).to(bank.device, bank._patch_dtype) for p in patches]
+        if n:
+            bank._index.add_with_ids(image, np.arange(n, dtype=np.int64))
+        bank._next_key = n
+        bank._by_key = dict(enumerate(ids))
         bank._row_ids = list(ids)
         bank._items = {
-            item_id: _Entry(row, label, score)
+            item_id: _Entry(row, row, label, score)
             for row, (item_id, label, score) in enumerate(zip(ids, meta["labels"], meta["scores"], strict=True))
         }
         return bank
@@ -299,15 +294,12 @@ class FeatureBank:
         return np.ascontiguousarray(F.normalize(rows, dim=1).numpy())
 
     def _reserve(self, needed: int) -> None:
-        """Grow every store to hold ``needed`` rows, by half again at least, so adds stay amortised O(1)."""
-        capacity = len(self._image)
+        """Grow the patch stores to hold ``needed`` rows, by half again at least, so adds stay amortised O(1)."""
+        capacity = len(self._patches[0]) if self._patches else needed
         if needed <= capacity:
             return
         capacity = max(needed, capacity + capacity // 2, 16)
         used = len(self)
-        image = np.empty((capacity, self.dim), np.float32)
-        image[:used] = self._image[:used]
-        self._image = image
         for s, store in enumerate(self._patches):
             grown = store.new_empty((capacity, *store.shape[1:]))
             grown[:used] = store[:used]

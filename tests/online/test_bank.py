@@ -31,7 +31,7 @@ def _items(n: int, seed: int = 0) -> list[tuple[str, torch.Tensor, list[torch.Te
 
 def _filled(n: int = 30) -> tuple[FeatureBank, list[tuple[str, torch.Tensor, list[torch.Tensor]]]]:
     items = _items(n)
-    bank = FeatureBank(DIM, use_gpu_index=False)
+    bank = FeatureBank(DIM)
     for i, (item_id, image, patches) in enumerate(items):
         bank.add(item_id, image, patches, label=f"kind-{i % 3}" if i % 2 else None, score=0.1 * i)
     return bank, items
@@ -58,13 +58,22 @@ def test_search_ranks_like_brute_force_cosine() -> None:
 
 
 def test_search_edge_cases() -> None:
-    assert FeatureBank(DIM, use_gpu_index=False).search(torch.ones(2, DIM), 3) == [[], []]
+    assert FeatureBank(DIM).search(torch.ones(2, DIM), 3) == [[], []]
     bank, items = _filled(4)
     assert sorted(i for i, _ in bank.search(torch.ones(DIM), 10)[0]) == sorted(i for i, _, _ in items)
     with pytest.raises(ValueError, match="k must be"):
         bank.search(torch.ones(DIM), 0)
     with pytest.raises(ValueError, match="shape"):
         bank.search(torch.ones(DIM + 1), 1)
+
+
+def test_the_index_is_the_only_copy_of_the_image_features_and_removal_keeps_it_in_place() -> None:
+    bank, items = _filled(6)
+    index = bank._index
+    bank.remove("frame-3")
+    assert bank._index is index and index.ntotal == 5  # removed in place, not rebuilt
+    assert not any(isinstance(value, np.ndarray) for value in vars(bank).values())
+    torch.testing.assert_close(bank.image_features(["frame-5"])[0], items[5][1], rtol=0, atol=1e-7)
 
 
 def test_remove_keeps_everything_else_consistent() -> None:
@@ -116,7 +125,7 @@ def test_add_refuses_duplicates_wrong_dims_and_inconsistent_patches() -> None:
         bank.add("x", torch.full((DIM,), float("nan")), items[0][2])
     assert bank.ids() == ["frame-0", "frame-1"]  # nothing half-added
 
-    image_only = FeatureBank(DIM, use_gpu_index=False)
+    image_only = FeatureBank(DIM)
     image_only.add("a", items[0][1], label="scratch")
     with pytest.raises(ValueError, match="no patch features"):
         image_only.patch_features(["a"])
@@ -128,7 +137,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     bank, _ = _filled(15)
     bank.remove("frame-4")  # storage order now differs from insertion order
     bank.save(tmp_path / "judges", FINGERPRINT)
-    loaded = FeatureBank.load(tmp_path / "judges", expected_fingerprint=FINGERPRINT, use_gpu_index=False)
+    loaded = FeatureBank.load(tmp_path / "judges", expected_fingerprint=FINGERPRINT)
     ids = bank.ids()
     assert loaded.ids() == ids and loaded.patch_shapes == SHAPES
     assert [loaded.label(i) for i in ids] == [bank.label(i) for i in ids]
@@ -150,7 +159,7 @@ def test_save_replaces_an_older_save_and_leaves_no_temporaries(tmp_path: Path) -
     bank.remove("frame-0")
     bank.save(tmp_path / "judges", FINGERPRINT)
     assert [p.name for p in tmp_path.iterdir()] == ["judges"]
-    assert FeatureBank.load(tmp_path / "judges", use_gpu_index=False).ids() == bank.ids()
+    assert FeatureBank.load(tmp_path / "judges").ids() == bank.ids()
 
 
 def test_crash_mid_save_keeps_the_previous_bank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,7 +175,7 @@ def test_crash_mid_save_keeps_the_previous_bank(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(OSError, match="disk full"):
         bank.save(tmp_path / "judges", FINGERPRINT)
     assert [p.name for p in tmp_path.iterdir()] == ["judges"]
-    assert FeatureBank.load(tmp_path / "judges", use_gpu_index=False).ids() == before
+    assert FeatureBank.load(tmp_path / "judges").ids() == before
 
 
 def test_save_refuses_to_replace_a_folder_that_is_not_a_bank(tmp_path: Path) -> None:
@@ -180,7 +189,7 @@ def test_fingerprint_mismatch_names_each_key(tmp_path: Path) -> None:
     _filled(3)[0].save(tmp_path / "judges", FINGERPRINT)
     other = {**FINGERPRINT, "backbone": "dinov2", "image_size": 336}
     with pytest.raises(BankMismatchError) as caught:
-        FeatureBank.load(tmp_path / "judges", expected_fingerprint=other, use_gpu_index=False)
+        FeatureBank.load(tmp_path / "judges", expected_fingerprint=other)
     message = str(caught.value)
     assert "backbone: saved 'tiny-vit', expected 'dinov2'" in message
     assert "image_size: saved 64, expected 336" in message
@@ -197,19 +206,19 @@ def test_tampered_or_missing_files_are_refused(tmp_path: Path) -> None:
     meta["scores"].append(None)
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"judges/features\.npz holds arrays of shapes"):
-        FeatureBank.load(folder, use_gpu_index=False)
+        FeatureBank.load(folder)
 
     _filled(3)[0].save(tmp_path / "three", FINGERPRINT)
     _filled(4)[0].save(folder, FINGERPRINT)
     (tmp_path / "three" / "index.faiss").replace(folder / "index.faiss")  # index of 3 beside features of 4
     with pytest.raises(ValueError, match=r"index\.faiss holds 3 vectors"):
-        FeatureBank.load(folder, use_gpu_index=False)
+        FeatureBank.load(folder)
 
     (folder / "features.npz").unlink()
     with pytest.raises(FileNotFoundError, match=r"judges.*features\.npz"):
-        FeatureBank.load(folder, use_gpu_index=False)
+        FeatureBank.load(folder)
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        FeatureBank.load(tmp_path / "nowhere", use_gpu_index=False)
+        FeatureBank.load(tmp_path / "nowhere")
 
 
 @pytest.mark.gpu
