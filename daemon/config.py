@@ -1,38 +1,62 @@
-"""The daemon's settings for one line: ``config/default.toml``, overridden by files and ``MUSC_*`` variables.
+"""A line's settings: the schema's defaults, overridden by TOML files and ``MUSC_*`` variables, with sources.
 
-Layers, later ones win: the built-in defaults, the ``--config`` file, the line's overrides
-(``line-<N>.toml`` beside the defaults, then a ``[lines.<N>]`` table in the ``--config`` file), then
-environment variables ``MUSC_<SECTION>__<KEY>``. Every value is type- and range-checked where it is read,
-so an error names the key and the layer it came from; the resolved settings also feed the library's own
-settings classes, whose checks are reported against their section.
+The schema is the settings classes (library: model, musc, online, thresholds; daemon: paths, transport,
+pipeline, store, artifacts, http): each holds its names, types, defaults and checks once. Layers, later ones
+win: the defaults, the ``--config`` file, the line's overrides (``line-<N>.toml`` in the config folder, then
+a ``[lines.<N>]`` table of the ``--config`` file), then ``MUSC_<SECTION>__<KEY>`` variables. Every value is
+converted where it is read, so a type error names the key and the layer; range checks run when the classes
+are built and are reported with the value's source. ``default_toml`` renders the schema as the commented
+defaults file (``config/default.toml`` is that text, checked by a test).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import textwrap
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+from daemon.settings import (
+    ArtifactsSettings,
+    HttpSettings,
+    LineOnlineSettings,
+    LineTransportSettings,
+    PathsSettings,
+    PipelineSettings,
+    StoreSettings,
+)
+from musc_online.online.settings import ThresholdSettings
+from musc_online.settings import ModelSettings, MuscSettings, SettingError, exposed_fields
+from musc_online.transport import CurveServerKeys, TransportSettings, line_ports
 
-from musc_online.backbones import available_backbones
-from musc_online.online.settings import ADMISSION_POLICIES, NORMALISATIONS, OnlineSettings
-from musc_online.online.thresholds import ThresholdSettings
-from musc_online.settings import MuscSettings
-from musc_online.transport import PORTS_PER_LINE, CurveServerKeys, TransportSettings
-
-DEFAULT_FILE = Path(__file__).resolve().parents[1] / "config" / "default.toml"
 ENV_PREFIX = "MUSC_"
-HTTP_PORT_OFFSET = 3  # the line's HTTP port (health, metrics) follows frames, decisions and control
 DEFAULT_SOURCE = "default"
+CONFIG_DIR = Path("config")  # where line-<N>.toml files are looked for, relative to the working directory
+
+SECTIONS: dict[str, type] = {
+    "paths": PathsSettings,
+    "transport": LineTransportSettings,
+    "model": ModelSettings,
+    "musc": MuscSettings,
+    "online": LineOnlineSettings,
+    "thresholds": ThresholdSettings,
+    "pipeline": PipelineSettings,
+    "store": StoreSettings,
+    "artifacts": ArtifactsSettings,
+    "http": HttpSettings,
+}
+NESTED = {"online": ("musc", "thresholds")}  # sections built into another one's fields of the same name
+SCHEMA: dict[str, Any] = {
+    f"{section}.{item.name}": typing.get_type_hints(cls)[item.name]
+    for section, cls in SECTIONS.items()
+    for item in exposed_fields(cls)
+}
 
 
 class ConfigError(ValueError):
@@ -40,119 +64,20 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class PathsSection:
-    """Where the line's folder lives: ``<data_dir>/line-<N>/`` holds the store, state and artifacts."""
-
-    data_dir: Path
-
-
-@dataclass(frozen=True)
-class TransportSection:
-    """The line's sockets: bind address, port block, queue and message limits, optional CURVE keys."""
-
-    host: str
-    base_port: int
-    hwm: int
-    max_message_bytes: int
-    curve_server_secret: Path | None
-    curve_allowed_clients: Path | None
-
-
-@dataclass(frozen=True)
-class ModelSection:
-    """The backbone that extracts features; empty ``layers`` and ``weights`` mean the backbone's defaults."""
-
-    backbone: str
-    image_size: int
-    layers: tuple[int, ...]
-    weights: Path | None
-    device: str
-
-
-@dataclass(frozen=True)
-class MuscSection:
-    """MuSc's own knobs (LNAMD degrees, MSM interval, RsCIN windows), as ``MuscSettings`` takes them."""
-
-    r_list: tuple[int, ...]
-    topmin_max: float
-    topk_rounding: str
-    k_list: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class OnlineSection:
-    """The online scorer's knobs, plus the folder of good images seeded as judges at the first start."""
-
-    window: int
-    judges_per_frame: int
-    admission: str
-    rscin_normalisation: str
-    history: int
-    calibration_scores: int
-    defect_match: float
-    judges_dir: Path | None
-
-
-@dataclass(frozen=True)
-class ThresholdsSection:
-    """How the decision band is calibrated from normal scores, as ``ThresholdSettings`` takes it."""
-
-    quantile: float
-    low_margin: float
-    high_margin: float
-    min_scores: int
-
-
-@dataclass(frozen=True)
-class PipelineSection:
-    """The frame pipeline: queue bound, age budget and clock-skew guard, micro-batch size, image cap, snapshots."""
-
-    queue_size: int
-    max_age_ms: float
-    max_clock_skew_ms: float
-    micro_batch: int
-    max_image_pixels: int
-    snapshot_every_s: float
-
-
-@dataclass(frozen=True)
-class StoreSection:
-    """The SQLAlchemy URL of the line's records; None means SQLite in the line's folder."""
-
-    url: str | None
-
-
-@dataclass(frozen=True)
-class ArtifactsSection:
-    """Which frames are kept as images on disk, and for how long."""
-
-    keep_ok_every: int
-    max_files: int
-    max_age_days: int
-
-
-@dataclass(frozen=True)
-class HttpSection:
-    """Whether the line serves health checks and Prometheus metrics over HTTP."""
-
-    enabled: bool
-
-
-@dataclass(frozen=True)
 class DaemonConfig:
     """The resolved, checked settings of one line, with where each value came from."""
 
     line: int
-    paths: PathsSection
-    transport: TransportSection
-    model: ModelSection
-    musc: MuscSection
-    online: OnlineSection
-    thresholds: ThresholdsSection
-    pipeline: PipelineSection
-    store: StoreSection
-    artifacts: ArtifactsSection
-    http: HttpSection
+    paths: PathsSettings
+    transport: LineTransportSettings
+    model: ModelSettings
+    musc: MuscSettings
+    online: LineOnlineSettings
+    thresholds: ThresholdSettings
+    pipeline: PipelineSettings
+    store: StoreSettings
+    artifacts: ArtifactsSettings
+    http: HttpSettings
     sources: Mapping[str, str]  # "section.key" -> "default", "file PATH", "line override PATH", "env NAME"
 
     @property
@@ -176,26 +101,20 @@ class DaemonConfig:
         return self.store.url or f"sqlite:///{self.line_dir / 'store.db'}"
 
     @property
-    def first_port(self) -> int:
-        """The first port of the line's block: frames; decisions, control and HTTP follow."""
-        return self.transport.base_port + PORTS_PER_LINE * self.line
-
-    @property
     def http_port(self) -> int:
-        """The port of ``/healthz``, ``/readyz`` and ``/metrics`` (0, OS-chosen, when ``base_port`` is 0)."""
-        return self.first_port + HTTP_PORT_OFFSET if self.transport.base_port else 0
+        """The port of ``/healthz``, ``/readyz`` and ``/metrics`` (0, system-chosen, when ``base_port`` is 0)."""
+        return line_ports(self.line, self.transport.base_port)[3]
 
-    def device(self) -> torch.device:
-        """The torch device ``model.device`` names: ``auto`` takes the GPU when CUDA is present, else the CPU."""
-        if self.model.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.model.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
+    def device(self) -> Any:
+        """The torch device ``model.device`` names (imports torch: only for a line that scores)."""
+        from musc_online.device import resolve_device
+
+        try:
+            return resolve_device(self.model.device)
+        except ValueError as error:
             raise ConfigError(
-                f"model.device = {_toml(self.model.device)} (from {self.sources['model.device']}): "
-                "no GPU is visible to torch"
-            )
-        return device
+                f"model.device = {_toml(self.model.device)} (from {self.sources['model.device']}): {error}"
+            ) from None
 
     def transport_settings(self) -> TransportSettings:
         """The line's socket settings: its port block, limits and, when configured, CURVE keys."""
@@ -203,40 +122,14 @@ class DaemonConfig:
         curve = None
         if section.curve_server_secret is not None and section.curve_allowed_clients is not None:
             curve = CurveServerKeys(section.curve_server_secret, section.curve_allowed_clients)
-        with self._section_errors("transport"):
-            return TransportSettings.for_line(
-                self.line,
-                section.base_port,
-                host=section.host,
-                hwm=section.hwm,
-                max_message_bytes=section.max_message_bytes,
-                curve=curve,
-            )
-
-    def online_settings(self) -> OnlineSettings:
-        """The scorer's settings from the ``online``, ``musc`` and ``thresholds`` sections."""
-        with self._section_errors("thresholds"):
-            thresholds = ThresholdSettings(**asdict(self.thresholds))
-        musc = MuscSettings(**asdict(self.musc))
-        online = asdict(self.online)
-        del online["judges_dir"]  # the daemon's, not the scorer's
-        with self._section_errors("online", "thresholds"):  # calibration_scores must cover min_scores
-            return OnlineSettings(**online, musc=musc, thresholds=thresholds)
-
-    @contextmanager
-    def _section_errors(self, section: str, *related: str) -> Iterator[None]:
-        """Report a settings class's ValueError as a ConfigError naming the section and the non-default values
-        of it and of the ``related`` sections its checks involve."""
-        try:
-            yield
-        except ValueError as error:
-            changed = [
-                f"{key} from {source}"
-                for key, source in self.sources.items()
-                if key.partition(".")[0] in (section, *related) and source != DEFAULT_SOURCE
-            ]
-            where = f" (non-default: {', '.join(changed)})" if changed else ""
-            raise ConfigError(f"[{section}]: {error}{where}") from None
+        return TransportSettings.for_line(
+            self.line,
+            section.base_port,
+            host=section.host,
+            hwm=section.hwm,
+            max_message_bytes=section.max_message_bytes,
+            curve=curve,
+        )
 
     def derived(self) -> dict[str, Any]:
         """What ``--line`` and the settings make of the line: folders, store URL, endpoints, HTTP port."""
@@ -255,8 +148,9 @@ class DaemonConfig:
     def as_dict(self) -> dict[str, Any]:
         """The resolved settings as plain data (TOML's types), the derived values, and each key's source."""
         resolved: dict[str, Any] = {"line": self.line}
-        for section in SECTIONS:
-            resolved[section] = {key: _plain(value) for key, value in asdict(getattr(self, section)).items()}
+        for section, cls in SECTIONS.items():
+            values = getattr(self, section)
+            resolved[section] = {item.name: _plain(getattr(values, item.name)) for item in exposed_fields(cls)}
         return {**resolved, "derived": self.derived(), "sources": dict(self.sources)}
 
     def show(self) -> str:
@@ -274,85 +168,26 @@ class DaemonConfig:
         return "\n".join(lines) + "\n"
 
 
-SECTIONS: dict[str, type] = {
-    name: kind for name, kind in typing.get_type_hints(DaemonConfig).items() if is_dataclass(kind)
-}
-SCHEMA: dict[str, Any] = {
-    f"{section}.{key}": kind for section, cls in SECTIONS.items() for key, kind in typing.get_type_hints(cls).items()
-}
-
-Check = Callable[[Any], str | None]  # the problem with a value, or None when it is fine
-
-
-def _at_least(low: int) -> Check:
-    return lambda value: None if value >= low else f"must be at least {low}"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _between(low: float, high: float) -> Check:
-    return lambda value: None if low <= value <= high else f"must be in [{low}, {high}]"
+def default_toml() -> str:
+    """The schema as a commented TOML file of every setting at its default: what ``config/default.toml`` holds."""
+    lines = [
+        "# musc-daemon: every setting at its default, with what it does. Generated from the settings classes",
+        "# (`musc-daemon config defaults`); the daemon needs no copy of it to run.",
+        "#",
+        "# Override any part: `musc-daemon ... --config FILE`, then the line's own `config/line-<N>.toml` and a",
+        "# `[lines.<N>]` table in FILE, then environment variables `MUSC_<SECTION>__<KEY>` (e.g.",
+        "# MUSC_ONLINE__WINDOW=32, MUSC_MUSC__R_LIST=[1,3]). `musc-daemon config show --line N` prints the result",
+        "# and where each value came from. Relative paths resolve against the current working directory.",
+    ]
+    for section, cls in SECTIONS.items():
+        lines += ["", f"[{section}]", f"# {(cls.__doc__ or '').splitlines()[0]}"]
+        for item in exposed_fields(cls):
+            lines += textwrap.wrap(item.metadata["help"], 110, initial_indent="# ", subsequent_indent="# ")
+            lines.append(f"{item.name} = {_toml(_plain(item.default))}")
+    return "\n".join(lines) + "\n"
 
 
-def _one_of(*choices: str) -> Check:
-    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
-
-
-def _matches(pattern: str, what: str) -> Check:
-    return lambda value: None if re.fullmatch(pattern, value) else f"must be {what}"
-
-
-def _not_empty(value: tuple[int, ...]) -> str | None:
-    return None if value else "must not be empty"
-
-
-def _each(check: Check) -> Check:
-    """Apply ``check`` to every element of a list."""
-
-    def each(values: tuple[Any, ...]) -> str | None:
-        problems = [problem for value in values if (problem := check(value))]
-        return f"every element {problems[0]}" if problems else None
-
-    return each
-
-
-def _odd_positive(value: int) -> str | None:
-    return None if value >= 1 and value % 2 == 1 else "must be a positive odd number"
-
-
-# Per-key ranges; thresholds and cross-key rules are checked by ThresholdSettings and OnlineSettings.
-CHECKS: dict[str, tuple[Check, ...]] = {
-    "transport.base_port": (_at_least(0),),
-    "transport.hwm": (_at_least(0),),
-    "transport.max_message_bytes": (_at_least(1),),
-    "model.backbone": (_one_of(*available_backbones()),),
-    "model.image_size": (_at_least(1),),
-    "model.layers": (_each(_at_least(0)),),
-    "model.device": (_matches(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"),),
-    "musc.r_list": (_not_empty, _each(_odd_positive)),
-    "musc.topmin_max": (_positive, _between(0.0, 1.0)),
-    "musc.topk_rounding": (_one_of("ceil", "floor"),),
-    "musc.k_list": (_not_empty, _each(_at_least(0))),
-    "online.window": (_at_least(1),),
-    "online.judges_per_frame": (_at_least(0),),
-    "online.admission": (_one_of(*ADMISSION_POLICIES),),
-    "online.rscin_normalisation": (_one_of(*NORMALISATIONS),),
-    "online.history": (_at_least(0),),
-    "online.defect_match": (_between(-1.0, 1.0),),
-    "pipeline.queue_size": (_at_least(1),),
-    "pipeline.max_age_ms": (_at_least(0),),
-    "pipeline.max_clock_skew_ms": (_at_least(0),),
-    "pipeline.micro_batch": (_at_least(1),),
-    "pipeline.max_image_pixels": (_at_least(1),),
-    "pipeline.snapshot_every_s": (_positive,),
-    "artifacts.keep_ok_every": (_at_least(0),),
-    "artifacts.max_files": (_at_least(1),),
-    "artifacts.max_age_days": (_at_least(1),),
-}
-
-
+# ------------------------------------------------------------------------------------------ reading values
 def _toml(value: Any) -> str:
     """A plain value (str, bool, int, float or list of them) written as a TOML value."""
     if isinstance(value, bool):
@@ -382,10 +217,6 @@ def _optional(kind: Any) -> Any | None:
     return None
 
 
-def _is_text(kind: Any) -> bool:
-    return (_optional(kind) or kind) in (str, Path)
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # TOML's true is no integer
 
@@ -395,6 +226,8 @@ def _convert(value: Any, kind: Any) -> Any:
     inner = _optional(kind)
     if inner is not None:
         return None if value == "" else _convert(value, inner)
+    if typing.get_origin(kind) is typing.Literal:
+        kind = str
     if kind is bool and isinstance(value, bool):
         return value
     if kind is int and _is_int(value):
@@ -412,19 +245,14 @@ def _convert(value: Any, kind: Any) -> Any:
 
 
 def _setting(key: str, raw: Any, source: str) -> Any:
-    """The checked value of ``key`` read from ``source``; a ConfigError naming both when it is not valid."""
+    """The value of ``key`` read from ``source``; a ConfigError naming both when it is of the wrong type."""
     try:
-        value = _convert(raw, SCHEMA[key])
+        return _convert(raw, SCHEMA[key])
     except TypeError as error:
         raise ConfigError(f"{key} = {_toml(raw)} (from {source}): {error}") from None
-    if value is not None:
-        for check in CHECKS.get(key, ()):
-            if problem := check(value):
-                raise ConfigError(f"{key} = {_toml(raw)} (from {source}): {problem}")
-    return value
 
 
-Layer = dict[str, tuple[Any, str]]  # "section.key" -> (checked value, source)
+Layer = dict[str, tuple[Any, str]]  # "section.key" -> (converted value, source)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -438,8 +266,19 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
 
 
+def _defaults_layer() -> Layer:
+    return {
+        f"{section}.{item.name}": (
+            _setting(f"{section}.{item.name}", _plain(item.default), DEFAULT_SOURCE),
+            DEFAULT_SOURCE,
+        )
+        for section, cls in SECTIONS.items()
+        for item in exposed_fields(cls)
+    }
+
+
 def _file_layer(table: Mapping[str, Any], where: str, source: str) -> Layer:
-    """The settings of a table of sections, each checked; unknown sections and keys are refused."""
+    """The settings of a table of sections; unknown sections and keys are refused."""
     layer: Layer = {}
     for section, values in table.items():
         if section not in SECTIONS:
@@ -476,7 +315,8 @@ def _env_value(text: str, kind: Any) -> Any:
     except tomllib.TOMLDecodeError:
         return text
     value = parsed["value"] if len(parsed) == 1 else text  # text such as "1\nkey = 2" is one value, not two
-    return text if _is_text(kind) and not isinstance(value, str) else value
+    textual = (_optional(kind) or kind) in (str, Path) or typing.get_origin(kind) is typing.Literal
+    return text if textual and not isinstance(value, str) else value
 
 
 def _env_layer(env: Mapping[str, str]) -> Layer:
@@ -497,54 +337,39 @@ def _env_layer(env: Mapping[str, str]) -> Layer:
     return layer
 
 
-def _check_port_block(line: int, resolved: Layer) -> None:
-    """Refuse a base port that puts the line's port block outside 1..65535."""
-    base_port, source = resolved["transport.base_port"]
-    if base_port == 0:
-        return
-    first = base_port + PORTS_PER_LINE * line
-    if first + HTTP_PORT_OFFSET > 65535:
-        raise ConfigError(
-            f"transport.base_port = {base_port} (from {source}): line {line} would use ports "
-            f"{first}..{first + HTTP_PORT_OFFSET}, outside 1..65535"
-        )
-
-
-def _check_curve(resolved: Layer) -> None:
-    """CURVE needs both the daemon's secret key and the folder of allowed client keys, or neither."""
-    (secret, secret_source), (clients, clients_source) = (
-        resolved["transport.curve_server_secret"],
-        resolved["transport.curve_allowed_clients"],
-    )
-    if (secret is None) != (clients is None):
-        raise ConfigError(
-            "transport.curve_server_secret and transport.curve_allowed_clients must be set together "
-            f"(curve_server_secret from {secret_source}, curve_allowed_clients from {clients_source})"
-        )
+# ------------------------------------------------------------------------------------------------ building
+def _build(resolved: Layer) -> dict[str, Any]:
+    """Every section's settings object, built (and so checked) from the resolved values."""
+    built: dict[str, Any] = {}
+    for section, cls in sorted(SECTIONS.items(), key=lambda item: item[0] in NESTED):
+        values = {item.name: resolved[f"{section}.{item.name}"][0] for item in exposed_fields(cls)}
+        values.update({name: built[name] for name in NESTED.get(section, ())})
+        try:
+            built[section] = cls(**values)
+        except SettingError as error:
+            keys = [key if "." in key else f"{section}.{key}" for key in error.keys]
+            named = ", ".join(f"{key} = {_toml(_plain(resolved[key][0]))} (from {resolved[key][1]})" for key in keys)
+            raise ConfigError(f"{named}: {error.message}") from None
+    return built
 
 
 def load_config(
     line: int,
     config_file: Path | None = None,
     env: Mapping[str, str] = os.environ,
-    config_dir: Path | None = None,
+    config_dir: Path = CONFIG_DIR,
 ) -> DaemonConfig:
-    """The checked settings of ``line``: defaults, ``config_file``, the line's overrides, then ``env``.
-
-    ``config_dir`` is where ``line-<N>.toml`` is looked for (default: beside ``config/default.toml``).
-    """
+    """The checked settings of ``line``: defaults, ``config_file``, the line's overrides, then ``env``."""
     if line < 0:
         raise ConfigError(f"line must be a non-negative integer, got {line}")
-    if not DEFAULT_FILE.is_file():
-        raise ConfigError(f"the built-in defaults {DEFAULT_FILE} are missing: is this a checkout of musc-online?")
-    layers = [_file_layer(_read(DEFAULT_FILE), str(DEFAULT_FILE), DEFAULT_SOURCE)]
+    layers = [_defaults_layer()]
     line_table: Layer = {}
     if config_file is not None:
         table = _read(config_file)
         if "lines" in table:
             line_table = _line_layers(table.pop("lines"), line, config_file)
         layers.append(_file_layer(table, str(config_file), f"file {config_file}"))
-    line_file = (config_dir or DEFAULT_FILE.parent) / f"line-{line}.toml"
+    line_file = config_dir / f"line-{line}.toml"
     if line_file.is_file():
         layers.append(_file_layer(_read(line_file), str(line_file), f"line override {line_file}"))
     layers += [line_table, _env_layer(env)]
@@ -552,20 +377,10 @@ def load_config(
     resolved: Layer = {}
     for layer in layers:
         resolved.update(layer)
-    missing = sorted(SCHEMA.keys() - resolved.keys())
-    if missing:
-        raise ConfigError(f"{DEFAULT_FILE} lacks the setting(s) {', '.join(missing)}")
-    _check_port_block(line, resolved)
-    _check_curve(resolved)
-
-    config = DaemonConfig(
-        line=line,
-        **{
-            section: cls(**{item.name: resolved[f"{section}.{item.name}"][0] for item in fields(cls)})
-            for section, cls in SECTIONS.items()
-        },
-        sources={key: resolved[key][1] for key in SCHEMA},
-    )
-    config.online_settings()  # the scorer's own checks, reported against their section
-    config.transport_settings()
+    config = DaemonConfig(line=line, **_build(resolved), sources={key: resolved[key][1] for key in SCHEMA})
+    try:
+        line_ports(line, config.transport.base_port)
+    except ValueError as error:
+        base_port, source = resolved["transport.base_port"]
+        raise ConfigError(f"transport.base_port = {base_port} (from {source}): {error}") from None
     return config

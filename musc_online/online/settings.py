@@ -1,40 +1,80 @@
-"""The online scorer's knobs: window, judges, admission, RsCIN scale, history, calibration, defect naming."""
+"""The online scorer's settings: window, judges, admission, RsCIN scale, history, calibration, defect naming,
+and how the decision band is calibrated. See ``musc_online.settings`` for how settings are declared."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from musc_online.online.thresholds import ThresholdSettings
-from musc_online.settings import MuscSettings
+from musc_online.settings import (
+    MuscSettings,
+    SettingError,
+    at_least,
+    between,
+    check_fields,
+    knob,
+    one_of,
+)
 
 ADMISSION_POLICIES = ("ok", "all")
 NORMALISATIONS = ("none", "minmax")
 
 
 @dataclass(frozen=True)
+class ThresholdSettings:
+    """How the decision band is calibrated from normal scores (see ``thresholds``)."""
+
+    quantile: float = knob(
+        0.95, "Quantile of the normal scores where the margins start, in [0.5, 1).", between(0.5, 0.99999)
+    )
+    low_margin: float = knob(
+        1.0, "Robust standard deviations above the quantile where the unsure band starts.", at_least(0.0)
+    )
+    high_margin: float = knob(
+        3.0, "Robust standard deviations above the quantile where defects start (at least low_margin).", at_least(0.0)
+    )
+    min_scores: int = knob(8, "Normal scores needed for any band; with fewer every decision is unsure.", at_least(2))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.high_margin < self.low_margin:
+            raise SettingError(("high_margin", "low_margin"), "must be at least low_margin")
+
+
+@dataclass(frozen=True)
 class OnlineSettings:
     """Knobs of the online scorer; ``musc`` holds the method's own (degrees, interval, RsCIN windows)."""
 
-    window: int = 64  # W: admitted frames that vote
-    judges_per_frame: int = 16  # judges added to each frame's references once the window is full
-    admission: str = "ok"  # "ok": only frames decided ok vote; "all": every frame votes (the paper)
-    rscin_normalisation: str = "none"  # "none": scores keep their scale; "minmax": the reference's, per frame
-    history: int = 64  # recent frames whose features are kept for corrections
-    calibration_scores: int = 32  # normal scores after which the band is calibrated and frozen
-    defect_match: float = 0.9  # image-feature similarity above which a known defect is named
+    window: int = knob(64, "Admitted frames that vote (the rolling window W).", at_least(1))
+    judges_per_frame: int = knob(16, "Judges added to each frame's references once the window is full.", at_least(0))
+    admission: str = knob(
+        "ok",
+        'Which frames join the window: "ok" (only frames decided ok) or "all" (every frame, as the paper).',
+        one_of(*ADMISSION_POLICIES),
+    )
+    rscin_normalisation: str = knob(
+        "none",
+        'RsCIN score scale: "none" (scores keep their scale) or "minmax" (normalised per frame over its references).',
+        one_of(*NORMALISATIONS),
+    )
+    history: int = knob(
+        64, "Recent frames whose features are kept so that operators' corrections can act on them.", at_least(0)
+    )
+    calibration_scores: int = knob(
+        32,
+        "Normal scores after which the threshold band is calibrated and frozen (at least thresholds.min_scores).",
+        at_least(2),
+    )
+    defect_match: float = knob(
+        0.9,
+        "Image-feature cosine similarity above which a frame is named after a known defect, in [-1, 1].",
+        between(-1.0, 1.0),
+    )
     musc: MuscSettings = field(default_factory=MuscSettings)
     thresholds: ThresholdSettings = field(default_factory=ThresholdSettings)
 
     def __post_init__(self) -> None:
-        if self.window < 1:
-            raise ValueError(f"window must be at least 1 frame, got {self.window}")
-        if self.judges_per_frame < 0:
-            raise ValueError(f"judges_per_frame must be >= 0, got {self.judges_per_frame}")
-        if self.admission not in ADMISSION_POLICIES:
-            raise ValueError(f"admission must be one of {ADMISSION_POLICIES}, got {self.admission!r}")
-        if self.rscin_normalisation not in NORMALISATIONS:
-            raise ValueError(f"rscin_normalisation must be one of {NORMALISATIONS}, got {self.rscin_normalisation!r}")
-        if self.history < 0 or self.calibration_scores < self.thresholds.min_scores:
-            raise ValueError("history must be >= 0 and calibration_scores >= thresholds.min_scores")
-        if not -1.0 <= self.defect_match <= 1.0:
-            raise ValueError(f"defect_match is a cosine similarity in [-1, 1], got {self.defect_match}")
+        check_fields(self)
+        if self.calibration_scores < self.thresholds.min_scores:
+            raise SettingError(
+                ("calibration_scores", "thresholds.min_scores"), "must be at least thresholds.min_scores"
+            )

@@ -20,27 +20,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from musc_online.online.settings import ThresholdSettings
+
 Label = str  # "ok" | "defect" | "unsure"
-
-
-@dataclass(frozen=True)
-class ThresholdSettings:
-    """How the band is calibrated from normal scores."""
-
-    quantile: float = 0.95  # of the normal scores, the start of the margin
-    low_margin: float = 1.0  # robust standard deviations above the quantile: the unsure band starts here
-    high_margin: float = 3.0  # robust standard deviations above the quantile: defects start here
-    min_scores: int = 8  # normal scores needed for any band; fewer leave every decision unsure
-
-    def __post_init__(self) -> None:
-        if not 0.5 <= self.quantile < 1.0:
-            raise ValueError(f"threshold quantile must be in [0.5, 1), got {self.quantile}")
-        if not 0.0 <= self.low_margin <= self.high_margin:
-            raise ValueError(
-                f"threshold margins need 0 <= low_margin <= high_margin, got {self.low_margin}, {self.high_margin}"
-            )
-        if self.min_scores < 2:
-            raise ValueError(f"threshold min_scores must be at least 2, got {self.min_scores}")
 
 
 @dataclass(frozen=True)

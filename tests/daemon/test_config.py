@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from daemon.cli import app
-from daemon.config import DEFAULT_FILE, DEFAULT_SOURCE, SCHEMA, ConfigError, DaemonConfig, load_config
+from daemon.cli.musc_daemon import app
+from daemon.config import DEFAULT_SOURCE, SCHEMA, ConfigError, DaemonConfig, default_toml, load_config
 from musc_online.online.settings import OnlineSettings
 from musc_online.transport import TransportSettings
 
@@ -33,12 +33,14 @@ def refused(*phrases: str, **kwargs) -> None:
 
 def test_defaults_define_every_setting_and_feed_the_library(tmp_path):
     config = load(config_dir=tmp_path)
-    with DEFAULT_FILE.open("rb") as handle:
-        defaults = tomllib.load(handle)
+    defaults = tomllib.loads(default_toml())
     assert {f"{section}.{key}" for section, table in defaults.items() for key in table} == SCHEMA.keys()
     assert set(config.sources.values()) == {DEFAULT_SOURCE}
+    written = tmp_path / "defaults.toml"
+    written.write_text(default_toml())
+    assert load(config_file=written, config_dir=tmp_path).as_dict()["online"] == config.as_dict()["online"]
 
-    online = config.online_settings()
+    online = config.online
     assert isinstance(online, OnlineSettings)
     assert (online.window, online.admission, online.musc.r_list, online.thresholds.quantile) == (
         64,
@@ -60,7 +62,9 @@ def test_defaults_define_every_setting_and_feed_the_library(tmp_path):
 def test_a_cuda_device_without_a_gpu_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     config = load(env={"MUSC_MODEL__DEVICE": "cuda:1"})
-    with pytest.raises(ConfigError, match=r"model.device = \"cuda:1\" \(from env MUSC_MODEL__DEVICE\): no GPU"):
+    with pytest.raises(
+        ConfigError, match=r"model.device = \"cuda:1\" \(from env MUSC_MODEL__DEVICE\): .*no GPU is visible"
+    ):
         config.device()
     assert load(env={"MUSC_MODEL__DEVICE": "auto"}).device() == torch.device("cpu")
 
@@ -143,14 +147,17 @@ def test_unknown_keys_and_variables_are_refused_by_name(tmp_path):
     [
         ("[online]\nwindow = 0", ["online.window = 0", "must be at least 1"]),
         ("[online]\nadmission = 'maybe'", ['online.admission = "maybe"', "must be one of ok, all"]),
-        ("[transport]\nbase_port = 70000", ["transport.base_port = 70000", "outside 1..65535"]),
+        ("[transport]\nbase_port = 70000", ["transport.base_port = 70000", "must be in [0, 65535]"]),
         ("[musc]\nr_list = 'abc'", ['musc.r_list = "abc"', "must be a list of integers"]),
         ("[musc]\nr_list = [1, 2]", ["musc.r_list", "positive odd"]),
         ("[model]\ndevice = 'gpu'", ["model.device", "auto, cpu, cuda or cuda:N"]),
         ("[pipeline]\nmax_age_ms = true", ["pipeline.max_age_ms", "must be a number"]),
-        ("[thresholds]\nlow_margin = 4.0", ["[thresholds]", "thresholds.low_margin from file"]),
-        ("[online]\ncalibration_scores = 4", ["[online]", "calibration_scores"]),
-        ("[thresholds]\nmin_scores = 40", ["[online]", "thresholds.min_scores from file"]),
+        ("[thresholds]\nlow_margin = 4.0", ["thresholds.low_margin = 4.0 (from file", "at least low_margin"]),
+        (
+            "[online]\ncalibration_scores = 4",
+            ["online.calibration_scores = 4 (from file", "min_scores = 8 (from default"],
+        ),
+        ("[thresholds]\nmin_scores = 40", ["thresholds.min_scores = 40 (from file", "at least thresholds.min_scores"]),
     ],
 )
 def test_bad_values_in_a_file_are_refused_naming_key_and_source(tmp_path, text, phrases):
@@ -163,7 +170,7 @@ def test_bad_values_in_the_environment_name_the_variable():
     message = 'transport.base_port = "abc" (from env MUSC_TRANSPORT__BASE_PORT): must be an integer'
     refused(message, env={"MUSC_TRANSPORT__BASE_PORT": "abc"})
     refused("online.window = -3 (from env MUSC_ONLINE__WINDOW): must be at least 1", env={"MUSC_ONLINE__WINDOW": "-3"})
-    refused("transport.base_port", "ports 65540..65543", line=0, env={"MUSC_TRANSPORT__BASE_PORT": "65540"})
+    refused("transport.base_port", "ports 65534..65537", line=0, env={"MUSC_TRANSPORT__BASE_PORT": "65534"})
     refused("line must be a non-negative integer", line=-1)
 
 
@@ -190,3 +197,8 @@ def test_config_show_command(monkeypatch):
     bad = runner.invoke(app, ["config", "show", "--line", "3"])
     assert bad.exit_code == 2
     assert bad.stderr.strip() == "config error: online.window = 0 (from env MUSC_ONLINE__WINDOW): must be at least 1"
+
+
+def test_the_shipped_defaults_file_is_the_schema_rendered():
+    shipped = Path(__file__).resolve().parents[2] / "config" / "default.toml"
+    assert shipped.read_text() == default_toml(), "run `musc-daemon config defaults > config/default.toml`"

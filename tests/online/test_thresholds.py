@@ -3,7 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from musc_online.online.thresholds import UNSET, ThresholdPolicy, ThresholdSettings, calibrate
+from musc_online.online.settings import ThresholdSettings
+from musc_online.online.thresholds import UNSET, ThresholdPolicy, calibrate
+from musc_online.settings import SettingError
 
 
 def _normal_scores(n=200, seed=0):
@@ -67,7 +69,15 @@ def test_state_round_trip():
     assert other.band == policy.band
 
 
-@pytest.mark.parametrize("kwargs", [{"quantile": 1.0}, {"low_margin": 2.0, "high_margin": 1.0}, {"min_scores": 1}])
-def test_bad_settings_are_refused(kwargs):
-    with pytest.raises(ValueError, match="threshold"):
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"quantile": 1.0}, "quantile"),
+        ({"low_margin": 2.0, "high_margin": 1.0}, "high_margin"),
+        ({"min_scores": 1}, "min_scores"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field(kwargs, key):
+    with pytest.raises(SettingError) as caught:
         ThresholdSettings(**kwargs)
+    assert caught.value.keys[0] == key and isinstance(caught.value, ValueError)
