@@ -14,12 +14,15 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from musc_online.heatmaps import normalise, side_by_side
-from musc_online.online.scorer import Decision
+
+if TYPE_CHECKING:
+    from musc_online.online.decision import Decision
 
 logger = logging.getLogger(__name__)
 

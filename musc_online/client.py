@@ -11,13 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from musc_online.protocol import (
-    control_request,
-    encode_frame,
-    line_topic,
-    parse_control_reply,
-    parse_decision_message,
-)
+from musc_online.messages import control_request, line_topic, parse_control_reply, parse_decision_message
+from musc_online.protocol import encode_frame
 from musc_online.transport import (
     SENDER_LINGER_MS,
     Context,

@@ -1,7 +1,8 @@
-"""The line daemon's wire format: frames in, decisions and refusals out, control requests and replies.
+"""The line daemon's wire format for frames (header and image payload), and the strict JSON it is built on.
 
 Pure Python (no sockets) so the daemon, the client library and the tests share one strict parser.
-Everything on the wire is JSON or image bytes; nothing received is ever unpickled.
+Everything on the wire is JSON or image bytes; nothing received is ever unpickled. Decisions, refusals and
+control requests are in ``messages``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,19 +27,6 @@ MAX_HEADER_BYTES = 4096
 MAX_NAME_CHARS = 128
 MAX_LINE = 2**31 - 1  # fits a SQL INTEGER column
 DEFAULT_MAX_PIXELS = 50_000_000
-MAX_CONTROL_BYTES = 1 << 20
-MESSAGE_KINDS = ("decision", "refusal")
-CONTROL_COMMANDS = (
-    "status",
-    "pause",
-    "resume",
-    "reload_judges",
-    "apply_corrections",
-    "snapshot",
-    "shutdown",
-    "judges",
-    "band",
-)
 
 ErrorCode = Literal[
     "bad_parts",
@@ -60,7 +47,6 @@ _IDENTITY_FIELDS = ("line", "camera", "frame_id")
 _MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG"}
 _PIL_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")  # 8-bit modes convert cleanly
-_TOPIC = re.compile(r"line\.(0|[1-9][0-9]*)\.(decision|refusal)")
 
 
 class ProtocolError(ValueError):
@@ -80,13 +66,13 @@ class ProtocolError(ValueError):
         return {"code": self.code, "message": self.message, **self.frame}
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A short repr of a received value for error messages (never echo a whole hostile payload)."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -104,8 +90,8 @@ def _is_name(value: Any) -> bool:
 
 
 def _check_schema(schema: Any) -> None:
-    if not _is_int(schema):
-        raise ProtocolError("bad_field", f"field 'schema' must be an integer, got {_show(schema)}")
+    if not is_int(schema):
+        raise ProtocolError("bad_field", f"field 'schema' must be an integer, got {show(schema)}")
     if schema not in SUPPORTED_SCHEMAS:
         raise ProtocolError(
             "unsupported_schema", f"schema version {schema} is not supported (supported: {list(SUPPORTED_SCHEMAS)})"
@@ -135,11 +121,11 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(result) != len(pairs):
         keys = [key for key, _ in pairs]
         duplicate = next(key for key in keys if keys.count(key) > 1)
-        raise ProtocolError("bad_json", f"duplicate key {_show(duplicate)} in JSON object")
+        raise ProtocolError("bad_json", f"duplicate key {show(duplicate)} in JSON object")
     return result
 
 
-def _load_object(raw: bytes | bytearray | memoryview, what: str, limit: int) -> dict[str, Any]:
+def load_object(raw: bytes | bytearray | memoryview, what: str, limit: int) -> dict[str, Any]:
     """Parse ``raw`` as one UTF-8 JSON object of at most ``limit`` bytes, or raise ProtocolError."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise ProtocolError("bad_parts", f"{what} must be bytes, got {type(raw).__name__}")
@@ -178,9 +164,9 @@ class FrameHeader:
 
     def __post_init__(self) -> None:
         _check_schema(self.schema)
-        if not (_is_int(self.line) and 0 <= self.line <= MAX_LINE):
+        if not (is_int(self.line) and 0 <= self.line <= MAX_LINE):
             raise ProtocolError(
-                "bad_field", f"field 'line' must be an integer in [0, {MAX_LINE}], got {_show(self.line)}"
+                "bad_field", f"field 'line' must be an integer in [0, {MAX_LINE}], got {show(self.line)}"
             )
         for name in ("camera", "frame_id"):
             value = getattr(self, name)
@@ -188,15 +174,15 @@ class FrameHeader:
                 raise ProtocolError(
                     "bad_field",
                     f"field {name!r} must be a non-empty printable string of at most {MAX_NAME_CHARS} characters, "
-                    f"got {_show(value)}",
+                    f"got {show(value)}",
                 )
         if not _is_finite_number(self.timestamp):
             raise ProtocolError(
-                "bad_field", f"field 'timestamp' must be a finite number of seconds, got {_show(self.timestamp)}"
+                "bad_field", f"field 'timestamp' must be a finite number of seconds, got {show(self.timestamp)}"
             )
         if self.encoding not in ENCODINGS:
             raise ProtocolError(
-                "bad_encoding", f"field 'encoding' must be one of {ENCODINGS}, got {_show(self.encoding)}"
+                "bad_encoding", f"field 'encoding' must be one of {ENCODINGS}, got {show(self.encoding)}"
             )
         if self.encoding == "raw":
             self._check_raw_layout()
@@ -210,17 +196,17 @@ class FrameHeader:
         if not (
             isinstance(shape, tuple)
             and len(shape) in (2, 3)
-            and all(_is_int(size) and size > 0 for size in shape)
+            and all(is_int(size) and size > 0 for size in shape)
             and (len(shape) == 2 or shape[2] in RAW_CHANNELS)
         ):
             raise ProtocolError(
                 "bad_field",
                 f"field 'shape' of a raw frame must be [height, width] or [height, width, channels] with positive "
-                f"sizes and channels in {RAW_CHANNELS}, got {_show(shape)}",
+                f"sizes and channels in {RAW_CHANNELS}, got {show(shape)}",
             )
         if self.dtype not in RAW_DTYPES:
             raise ProtocolError(
-                "bad_field", f"field 'dtype' of a raw frame must be one of {RAW_DTYPES}, got {_show(self.dtype)}"
+                "bad_field", f"field 'dtype' of a raw frame must be one of {RAW_DTYPES}, got {show(self.dtype)}"
             )
 
     def identity(self) -> dict[str, Any]:
@@ -240,11 +226,11 @@ class FrameHeader:
     @classmethod
     def parse(cls, raw: bytes | bytearray | memoryview) -> FrameHeader:
         """Validate and parse a received header; any fault raises ProtocolError naming the field."""
-        fields = _load_object(raw, "header", MAX_HEADER_BYTES)
+        fields = load_object(raw, "header", MAX_HEADER_BYTES)
         identity = {
             name: fields[name]
             for name in _IDENTITY_FIELDS
-            if (name == "line" and _is_int(fields.get(name))) or (name != "line" and _is_name(fields.get(name)))
+            if (name == "line" and is_int(fields.get(name))) or (name != "line" and _is_name(fields.get(name)))
         }
         try:
             # The schema decides what the other fields mean, so it is checked before them.
@@ -392,99 +378,3 @@ def encode_frame(
         Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format=_PIL_FORMATS[encoding], **options)
         payload = buffer.getvalue()
     return [header.to_bytes(), payload]
-
-
-def line_topic(line: int, kind: str | None = None) -> bytes:
-    """The PUB topic of a line's messages: ``b"line.3.decision"``, or the prefix ``b"line.3."`` for all kinds.
-
-    The trailing dot keeps a subscription to line 3 from matching line 30.
-    """
-    if not (_is_int(line) and 0 <= line <= MAX_LINE):
-        raise ValueError(f"line must be an integer in [0, {MAX_LINE}], got {line!r}")
-    if kind is not None and kind not in MESSAGE_KINDS:
-        raise ValueError(f"kind must be one of {MESSAGE_KINDS}, got {kind!r}")
-    return f"line.{line}.{kind or ''}".encode()
-
-
-def decision_message(line: int, payload: dict[str, Any]) -> list[bytes]:
-    """[topic, JSON] announcing the decision for one frame on ``line.<N>.decision``."""
-    return [line_topic(line, "decision"), dumps(payload)]
-
-
-def refusal_message(line: int, payload: dict[str, Any]) -> list[bytes]:
-    """[topic, JSON] announcing that a frame was refused (and why) on ``line.<N>.refusal``."""
-    return [line_topic(line, "refusal"), dumps(payload)]
-
-
-def parse_decision_message(parts: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
-    """Validate a received decision or refusal message; returns (topic, payload)."""
-    if len(parts) != 2:
-        raise ProtocolError("bad_parts", f"a decision message has 2 parts [topic, JSON], got {len(parts)}")
-    topic = bytes(parts[0]).decode("ascii", errors="replace")
-    if not _TOPIC.fullmatch(topic):
-        raise ProtocolError("bad_field", f"topic {_show(topic)} is not line.<N>.decision or line.<N>.refusal")
-    return topic, _load_object(parts[1], f"{topic} payload", MAX_CONTROL_BYTES)
-
-
-def _check_command(command: Any) -> None:
-    if not isinstance(command, str):
-        raise ProtocolError("bad_field", f"field 'command' must be a string, got {_show(command)}")
-    if command not in CONTROL_COMMANDS:
-        raise ProtocolError("unknown_command", f"unknown command {_show(command)}; known: {list(CONTROL_COMMANDS)}")
-
-
-def control_request(command: str, **args: Any) -> bytes:
-    """The JSON body of a control request: ``{"command": ..., "args": {...}}``."""
-    _check_command(command)
-    return dumps({"command": command, "args": args})
-
-
-def _one_part(message: bytes | bytearray | memoryview | Sequence[bytes], what: str) -> bytes | bytearray | memoryview:
-    """The body of a single-part message, given as bytes or as the list ``recv_multipart`` returns."""
-    if isinstance(message, bytes | bytearray | memoryview):
-        return message
-    if len(message) != 1:
-        raise ProtocolError("bad_parts", f"a {what} has 1 part, got {len(message)}")
-    return message[0]
-
-
-def parse_control_request(raw: bytes | bytearray | memoryview | Sequence[bytes]) -> tuple[str, dict[str, Any]]:
-    """Validate a received control request (bytes or a list of parts); returns (command, args)."""
-    request = _load_object(_one_part(raw, "control request"), "control request", MAX_CONTROL_BYTES)
-    unknown = sorted(set(request) - {"command", "args"})
-    if unknown:
-        raise ProtocolError("bad_field", f"control request has unknown field(s) {unknown}; known: ['command', 'args']")
-    if "command" not in request:
-        raise ProtocolError("missing_field", "control request lacks the required field 'command'")
-    _check_command(request["command"])
-    args = request.get("args", {})
-    if not isinstance(args, dict):
-        raise ProtocolError("bad_field", f"field 'args' must be a JSON object, got {_show(args)}")
-    return request["command"], args
-
-
-def control_reply(ok: bool, result: Any = None, error: str | None = None) -> bytes:
-    """The JSON body of a control reply: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``."""
-    if ok and error is not None:
-        raise ValueError("a successful reply carries a result, not an error")
-    if not ok and not (isinstance(error, str) and error):
-        raise ValueError("a failed reply needs an error message")
-    return dumps({"ok": True, "result": result} if ok else {"ok": False, "error": error})
-
-
-def parse_control_reply(raw: bytes | bytearray | memoryview | Sequence[bytes]) -> dict[str, Any]:
-    """Validate a received control reply (bytes or a list of parts); returns it (``ok``, ``result`` or ``error``)."""
-    reply = _load_object(_one_part(raw, "control reply"), "control reply", MAX_CONTROL_BYTES)
-    ok = reply.get("ok")
-    if not isinstance(ok, bool):
-        raise ProtocolError("bad_field", f"field 'ok' of a control reply must be true or false, got {_show(ok)}")
-    expected = {"ok", "result"} if ok else {"ok", "error"}
-    if set(reply) != expected:
-        raise ProtocolError(
-            "bad_field", f"control reply with ok={ok} must have fields {sorted(expected)}, got {sorted(reply)}"
-        )
-    if not ok and not isinstance(reply["error"], str):
-        raise ProtocolError(
-            "bad_field", f"field 'error' of a control reply must be a string, got {_show(reply['error'])}"
-        )
-    return reply

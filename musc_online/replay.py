@@ -17,7 +17,8 @@ import numpy as np
 from musc_online.datasets import Sample, load_image, load_mask
 from musc_online.metrics import compute_metrics
 from musc_online.online.corrections import confirm_defect, confirm_normal
-from musc_online.online.scorer import Decision, OnlineScorer
+from musc_online.online.decision import Decision
+from musc_online.online.scorer import OnlineScorer
 
 Progress = Callable[[int], None]
 

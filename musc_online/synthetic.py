@@ -6,8 +6,13 @@ the references) and a drift of normal appearance (lighting or position changing 
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import numpy as np
 from PIL import Image, ImageDraw
+
+from musc_online.datasets import DatasetError, images_in, load_image
 
 
 def plant_recurring_defect(image: np.ndarray) -> np.ndarray:
@@ -55,3 +60,16 @@ def synthetic_product(rng: np.random.Generator, size: int = 256, defective: bool
             dx, dy = size * 0.08 * np.cos(angle + 1.2), size * 0.08 * np.sin(angle + 1.2)
             draw.line((x - dx, y - dy, x + dx, y + dy), fill=(230, 230, 225), width=max(2, size // 90))
     return np.asarray(image)
+
+
+def camera_frames(source: str, seed: int = 0, defect_rate: float = 0.1, size: int = 320) -> Iterator[np.ndarray]:
+    """Endless frames: a folder's images in order, round and round, or synthetic parts with planted defects."""
+    if source == "synthetic":
+        rng = np.random.default_rng(seed)
+        while True:
+            yield synthetic_product(rng, size, defective=rng.random() < defect_rate)
+    paths = images_in(source)
+    if not paths:
+        raise DatasetError(f"no images in {source}")
+    for path in itertools.cycle(paths):
+        yield load_image(path)

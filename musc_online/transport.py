@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ Socket = zmq.Socket
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 5550
-PORTS_PER_LINE = 10  # frames at +0, decisions at +1, control at +2; the rest kept for later services
+PORTS_PER_LINE = 10  # frames at +0, decisions at +1, control at +2, the daemon's HTTP at +3; the rest kept
+HTTP_PORT_OFFSET = 3
 DEFAULT_HWM = 1000
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 ZAP_DOMAIN = "musc-online"
@@ -83,18 +85,9 @@ class TransportSettings:
 
     @classmethod
     def for_line(cls, line: int, base_port: int = DEFAULT_BASE_PORT, **kwargs: Any) -> TransportSettings:
-        """The settings of line ``line``: ports ``base_port + 10 * line`` + 0 (frames), 1 (decisions), 2 (control).
-
-        ``base_port`` 0 lets the operating system choose free ports when binding (tests, throw-away lines).
-        """
-        if base_port == 0 and line >= 0:
-            return cls(frames_port=0, decisions_port=0, control_port=0, **kwargs)
-        first = base_port + PORTS_PER_LINE * line
-        if line < 0 or base_port < 1 or first + 2 > 65535:
-            raise ValueError(
-                f"line {line} with base port {base_port} gives ports {first}..{first + 2}, outside 1..65535"
-            )
-        return cls(frames_port=first, decisions_port=first + 1, control_port=first + 2, **kwargs)
+        """The settings of line ``line``: the frames, decisions and control ports of its block (``line_ports``)."""
+        frames, decisions, control, _ = line_ports(line, base_port)
+        return cls(frames_port=frames, decisions_port=decisions, control_port=control, **kwargs)
 
     def endpoint(self, port: int) -> str:
         """The ``tcp://host:port`` endpoint (IPv6 hosts in brackets)."""
@@ -115,6 +108,44 @@ class TransportSettings:
     def control_endpoint(self) -> str:
         """Where operators send control requests to."""
         return self.endpoint(self.control_port)
+
+
+def line_ports(line: int, base_port: int = DEFAULT_BASE_PORT) -> tuple[int, int, int, int]:
+    """Line ``line``'s port block: frames, decisions, control and HTTP at ``base_port + 10 * line`` + 0, 1, 2, 3.
+
+    ``base_port`` 0 lets the operating system choose free ports when binding (tests, throw-away lines): all 0.
+    """
+    if line < 0:
+        raise ValueError(f"line must be a non-negative integer, got {line}")
+    if base_port == 0:
+        return 0, 0, 0, 0
+    first = base_port + PORTS_PER_LINE * line
+    if base_port < 1 or first + HTTP_PORT_OFFSET > 65535:
+        raise ValueError(
+            f"line {line} with base port {base_port} would use ports {first}..{first + HTTP_PORT_OFFSET}, "
+            "outside 1..65535"
+        )
+    return first, first + 1, first + 2, first + HTTP_PORT_OFFSET
+
+
+def free_port_block(line: int, host: str = DEFAULT_HOST, attempts: int = 50) -> int:
+    """A base port whose whole block for ``line`` (``line_ports``) is free on ``host`` right now.
+
+    For tests and tools that start throw-away lines; another process may still take a port before it is bound.
+    """
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            base = probe.getsockname()[1] - PORTS_PER_LINE * line
+        try:
+            ports = line_ports(line, base)
+            for port in ports:
+                with socket.socket() as taken:
+                    taken.bind((host, port))
+        except (OSError, ValueError):
+            continue
+        return base
+    raise OSError(f"no free port block for line {line} on {host} after {attempts} attempts")
 
 
 def generate_keys(folder: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
@@ -332,6 +363,18 @@ def connect_control(
 ) -> zmq.Socket:
     """A REQ socket for control calls; one that missed a reply cannot send again: close it and connect anew."""
     return _connect(zmq.REQ, endpoint, keys, ctx, linger=0)
+
+
+def accepts_connections(endpoint: str, timeout_s: float = 0.5) -> bool:
+    """Whether anything listens on a ``tcp://host:port`` endpoint now: a cheap check before waiting on a reply,
+    since a ZeroMQ request to a line that is down would only time out."""
+    address = endpoint.removeprefix("tcp://")
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def send_parts(sock: zmq.Socket, parts: list[bytes], timeout_ms: int | None = None) -> bool:

@@ -8,22 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from musc_online.protocol import (
-    ERROR_CODES,
-    MAX_HEADER_BYTES,
-    FrameHeader,
-    ProtocolError,
+from musc_online.messages import (
     control_reply,
     control_request,
     decision_message,
-    decode_frame,
-    encode_frame,
     line_topic,
     parse_control_reply,
     parse_control_request,
     parse_decision_message,
     refusal_message,
 )
+from musc_online.protocol import ERROR_CODES, MAX_HEADER_BYTES, FrameHeader, ProtocolError, decode_frame, encode_frame
 
 RNG_IMAGE = np.random.default_rng(7).integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
 DROP = object()  # marks a header field to leave out

@@ -7,6 +7,7 @@ from PIL import Image
 from musc_online.backbones import create_backbone
 from musc_online.datasets import images_in, load_image
 from musc_online.metrics import METRIC_KEYS
+from musc_online.online.judges import seed_judges
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.settings import OnlineSettings
 from musc_online.replay import SimulatedOperator, StreamFrame, replay, stream_order
@@ -91,7 +92,7 @@ def test_recurring_defect_is_masked_in_the_paper_setting_but_not_with_ok_admissi
             OnlineSettings(window=32, admission=admission, judges_per_frame=judges_per_frame, calibration_scores=16),
         )
         if seed:
-            scorer.seed_judges(judges, [f"judge{i}" for i in range(len(judges))])
+            seed_judges(scorer, judges, [f"judge{i}" for i in range(len(judges))])
         return replay(scorer, frames).metrics["image_auroc"]
 
     paper = run("all", 0, seed=False)
@@ -117,7 +118,7 @@ def test_corrections_of_the_first_false_alarms_cut_later_false_alarms_after_a_dr
 
     def run(operator: SimulatedOperator | None):
         scorer = OnlineScorer(small_backbone, OnlineSettings(window=16, judges_per_frame=8, calibration_scores=16))
-        scorer.seed_judges(judges, [f"judge{i}" for i in range(len(judges))])
+        seed_judges(scorer, judges, [f"judge{i}" for i in range(len(judges))])
         result = replay(scorer, frames, operator)
         corrected = {c.frame_id for c in scorer.corrections.values()}
         after_drift = list(zip(frames, result.decisions, strict=True))[half:]

@@ -10,14 +10,8 @@ import pytest
 
 import musc_online
 from musc_online.client import ControlClient, DecisionSubscriber, FrameSender
-from musc_online.protocol import (
-    control_reply,
-    decision_message,
-    decode_frame,
-    encode_frame,
-    parse_control_request,
-    refusal_message,
-)
+from musc_online.messages import control_reply, decision_message, parse_control_request, refusal_message
+from musc_online.protocol import decode_frame, encode_frame
 from musc_online.transport import (
     Context,
     CurveClientKeys,

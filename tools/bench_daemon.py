@@ -32,8 +32,8 @@ import torch
 from bench_common import cpu_name
 from line_harness import LINE, Answers, HarnessError, free_port_block, start_daemon, summary_ms, wait_ready
 
-from daemon.commands import frame_source
 from musc_online.client import ControlClient, FrameSender
+from musc_online.synthetic import camera_frames
 from musc_online.transport import TransportSettings
 
 CAMERA = "bench"
@@ -75,7 +75,9 @@ def bench(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str,
     """Start the daemon, warm it up, time both passes, shut it down; returns the figures."""
     base_port = free_port_block(LINE)
     settings = TransportSettings.for_line(LINE, base_port)
-    frames = itertools.cycle(list(itertools.islice(frame_source(args.source, defect_rate=0.0, size=args.image_px), 32)))
+    frames = itertools.cycle(
+        list(itertools.islice(camera_frames(args.source, defect_rate=0.0, size=args.image_px), 32))
+    )
     load_average = os.getloadavg()
     started = time.monotonic()
     process = start_daemon(data_dir, base_port, log_path, daemon_settings(args))

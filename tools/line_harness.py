@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,24 +24,6 @@ class HarnessError(RuntimeError):
     """The run cannot go on (the daemon did not start, stopped answering or exited badly)."""
 
 
-def free_port_block(line: int = LINE) -> int:
-    """A base port whose block for ``line`` (frames, decisions, control, HTTP) is free on 127.0.0.1 now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] - 10 * line
-        if base < 1024 or base + 10 * line + 3 > 65535:
-            continue
-        try:
-            for offset in range(4):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + 10 * line + offset))
-        except OSError:
-            continue
-        return base
-    raise HarnessError("no free port block found")
-
-
 def start_daemon(data_dir: Path, base_port: int, log_path: Path, settings: Mapping[str, str]) -> subprocess.Popen:
     """``musc-daemon start --line 3`` on ``data_dir`` and the port block, with ``MUSC_*`` ``settings``."""
     env = {
@@ -53,7 +34,7 @@ def start_daemon(data_dir: Path, base_port: int, log_path: Path, settings: Mappi
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "daemon.cli", "start", "--line", str(LINE), "--no-log-json"]
+    command = [sys.executable, "-m", "daemon.cli.musc_daemon", "start", "--line", str(LINE), "--no-log-json"]
     with open(log_path, "ab") as log:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 

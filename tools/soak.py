@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 from line_harness import LINE, Answers, HarnessError, free_port_block, start_daemon, summary_ms, wait_ready
 
-from daemon.commands import frame_source
-from daemon.review import mark, review_queue
+from daemon.review.queue import mark, review_queue
 from daemon.store import Store
 from musc_online.client import ControlClient, FrameSender
 from musc_online.protocol import encode_frame
+from musc_online.synthetic import camera_frames
 from musc_online.transport import TransportSettings
 
 CAMERA = "soak"
@@ -146,7 +146,7 @@ def soak(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str, 
     line_dir = data_dir / f"line-{LINE}"
     watcher = Watcher(line_dir / "artifacts")
     rng = np.random.default_rng(args.seed)
-    frames = frame_source("synthetic", seed=args.seed, defect_rate=0.1, size=args.image_px)
+    frames = camera_frames("synthetic", seed=args.seed, defect_rate=0.1, size=args.image_px)
     broken_at = set(rng.choice(args.frames, int(args.malformed * args.frames), replace=False).tolist())
     processes, exits, ready_at = [], [], []
     sent: dict[str, float] = {}  # frame id -> send time, for valid frames

@@ -20,8 +20,8 @@ from daemon.observability import DaemonMetrics
 from daemon.service.frames import Accepted, Refused
 from daemon.service.handoff import Handoff
 from daemon.store import FrameEntry, NewDecision, NewPicture, NewRefusal
-from musc_online.online.scorer import Decision
-from musc_online.protocol import decision_message, refusal_message
+from musc_online.messages import decision_message, refusal_message
+from musc_online.online.decision import Decision
 
 log = logging.getLogger("musc.daemon")
 

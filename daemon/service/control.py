@@ -19,9 +19,11 @@ from daemon.service.frames import Accepted
 from daemon.service.handoff import Handoff
 from daemon.store import Store
 from musc_online.datasets import images_in, load_image
+from musc_online.messages import control_reply, parse_control_request
+from musc_online.online.judges import add_judges, prepare_judges
 from musc_online.online.persistence import add_imported_judges, read_judges, write_judges
 from musc_online.online.scorer import OnlineScorer
-from musc_online.protocol import ProtocolError, control_reply, parse_control_request
+from musc_online.protocol import ProtocolError
 from musc_online.transport import Socket, recv_parts, send_parts
 
 log = logging.getLogger("musc.daemon.control")
@@ -178,9 +180,9 @@ def seed_judges(scorer: OnlineScorer, lock: threading.Lock, store: Store, line: 
     pairs = [(f"seed/{p.stem}", p) for p in images_in(folder)]
     with lock:
         pairs = [(i, p) for i, p in pairs if not (scorer.judges and i in scorer.judges)]
-    candidates = scorer.prepare_judges([load_image(p) for _, p in pairs], [i for i, _ in pairs])
+    candidates = prepare_judges(scorer, [load_image(p) for _, p in pairs], [i for i, _ in pairs])
     with lock:
-        added = scorer.add_judges(candidates)
+        added = add_judges(scorer, candidates)
     for judge_id, _ in pairs:
         store.sync_judge(line, judge_id, True, "seed")
     return added

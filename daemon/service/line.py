@@ -154,7 +154,7 @@ class LineDaemon:
         backbone = backbone.to(device)
         size = backbone.image_size
         backbone.extract([np.zeros((size, size, 3), np.uint8)], device)  # warm up: the first frame is not slower
-        return OnlineScorer(backbone, self.config.online_settings(), device)
+        return OnlineScorer(backbone, self.config.online, device)
 
     def _recover(self) -> dict[str, int]:
         """Refuse frames a crash left undecided, restore the scorer's state, seed judges, apply corrections."""

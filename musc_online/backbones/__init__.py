@@ -2,25 +2,23 @@
 
 ``create_backbone(name)`` returns an eval-mode, gradient-free ``Backbone`` on the CPU. Pretrained weights
 come from ``weights=`` or the local caches only (see ``weights.py``); nothing is downloaded.
+
+The registry names each builder by module and function, so that listing the backbones (a settings check,
+a ``--help``) imports neither torch nor any model library; ``create_backbone`` imports what it builds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .base import Backbone, BackboneOutput, WeightsNotFoundError
-from .efficientnet_lite0 import EFFICIENTNET_LITE0, build_efficientnet_lite0
-from .open_clip_vit import build_open_clip_vit
-from .timm_vit import build_timm_vit
-from .tiny_random_vit import (
-    TEST_RANDOM_TIMM_VIT,
-    TEST_RANDOM_VIT,
-    build_test_random_timm_vit,
-    build_test_random_vit,
-)
+from .errors import WeightsNotFoundError
+
+if TYPE_CHECKING:
+    from .base import Backbone, BackboneOutput
 
 __all__ = [
     "Backbone",
@@ -31,40 +29,44 @@ __all__ = [
     "default_settings",
 ]
 
-WeightsArg = str | Path | None
-
 
 @dataclass(frozen=True)
 class _Entry:
-    """How to build one registered backbone, and its default input size and feature layers."""
+    """How to build one registered backbone (``module:function`` plus leading arguments), its default input size
+    and feature layers."""
 
-    build: Callable[[int, Sequence[int], WeightsArg], Backbone]
+    builder: str
+    arguments: tuple[str, ...]
     image_size: int
     layers: tuple[int, ...]
-    accepts_weights: bool = True
-
-
-def _random(build: Callable[[int, Sequence[int]], Backbone]) -> Callable[..., Backbone]:
-    """Adapt a random-init test builder to the registry signature (it takes no weights)."""
-    return lambda image_size, layers, _weights: build(image_size, layers)
+    random_weights: bool = False  # a test model: takes no weights
 
 
 _REGISTRY: dict[str, _Entry] = {
     # MuSc's default: CLIP ViT-L/14 at 336 px with OpenAI weights, run at 518 px (37 x 37 patches).
     "ViT-L-14-336": _Entry(
-        partial(build_open_clip_vit, "ViT-L-14-336", "ViT-L-14-336", "openai"), 518, (6, 12, 18, 24)
+        "open_clip_vit:build_open_clip_vit", ("ViT-L-14-336", "ViT-L-14-336", "openai"), 518, (6, 12, 18, 24)
     ),
-    "dino_vitb8": _Entry(partial(build_timm_vit, "dino_vitb8", "vit_base_patch8_224.dino"), 512, (3, 6, 9, 12)),
+    "dino_vitb8": _Entry("timm_vit:build_timm_vit", ("dino_vitb8", "vit_base_patch8_224.dino"), 512, (3, 6, 9, 12)),
     "dinov2_vitb14": _Entry(
-        partial(build_timm_vit, "dinov2_vitb14", "vit_base_patch14_dinov2.lvd142m"), 518, (3, 6, 9, 12)
+        "timm_vit:build_timm_vit", ("dinov2_vitb14", "vit_base_patch14_dinov2.lvd142m"), 518, (3, 6, 9, 12)
     ),
     "dinov2_vitl14": _Entry(
-        partial(build_timm_vit, "dinov2_vitl14", "vit_large_patch14_dinov2.lvd142m"), 518, (6, 12, 18, 24)
+        "timm_vit:build_timm_vit", ("dinov2_vitl14", "vit_large_patch14_dinov2.lvd142m"), 518, (6, 12, 18, 24)
     ),
-    EFFICIENTNET_LITE0: _Entry(build_efficientnet_lite0, 320, (2, 3, 4)),
-    TEST_RANDOM_VIT: _Entry(_random(build_test_random_vit), 64, (1, 2, 3, 4), accepts_weights=False),
-    TEST_RANDOM_TIMM_VIT: _Entry(_random(build_test_random_timm_vit), 64, (2, 4, 6), accepts_weights=False),
+    "efficientnet_lite0": _Entry("efficientnet_lite0:build_efficientnet_lite0", (), 320, (2, 3, 4)),
+    "test_random_vit": _Entry("tiny_random_vit:build_test_random_vit", (), 64, (1, 2, 3, 4), random_weights=True),
+    "test_random_timm_vit": _Entry(
+        "tiny_random_vit:build_test_random_timm_vit", (), 64, (2, 4, 6), random_weights=True
+    ),
 }
+
+
+def __getattr__(name: str) -> Any:
+    """``Backbone`` and ``BackboneOutput``, imported (with torch) only when asked for."""
+    if name in ("Backbone", "BackboneOutput"):
+        return getattr(importlib.import_module(".base", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def available_backbones() -> list[str]:
@@ -97,9 +99,16 @@ def create_backbone(
     Raises ValueError for an unknown name or bad settings, WeightsNotFoundError when weights are missing.
     """
     entry = _entry(name)
-    if weights is not None and not entry.accepts_weights:
+    if weights is not None and entry.random_weights:
         raise ValueError(f"backbone '{name}' is random-init for tests only and takes no weights")
+    module, function = entry.builder.split(":")
+    build = getattr(importlib.import_module(f".{module}", __name__), function)
     size = entry.image_size if image_size is None else image_size
-    backbone = entry.build(size, entry.layers if layers is None else layers, weights)
+    chosen = entry.layers if layers is None else layers
+    backbone = (
+        build(*entry.arguments, size, chosen)
+        if entry.random_weights
+        else build(*entry.arguments, size, chosen, weights)
+    )
     backbone.eval().requires_grad_(False)
     return backbone

@@ -47,10 +47,6 @@ class Backbone(nn.Module):
             return self(self.preprocess(images).to(device))
 
 
-class WeightsNotFoundError(FileNotFoundError):
-    """Raised when a backbone's pretrained weights are neither in the local cache nor given as a file."""
-
-
 def checked_layers(layers: Sequence[int], valid: range, what: str) -> tuple[int, ...]:
     """Return ``layers`` as a tuple after checking it is non-empty, increasing and inside ``valid``."""
     chosen = tuple(int(layer) for layer in layers)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .base import WeightsNotFoundError
+from .errors import WeightsNotFoundError
 
 
 @dataclass(frozen=True)

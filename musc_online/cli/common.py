@@ -1,15 +1,25 @@
-"""Small helpers every ``musc-online`` command shares: list options, device choice, clean failures."""
+"""Small helpers the offline commands share: list options, device choice, clean failures, the metrics table.
+
+Commands import torch and the scoring modules inside their functions, so that ``--help`` and every other
+command of the app start without them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
 import typer
+from rich.table import Table
 
 from musc_online.backbones import WeightsNotFoundError
 from musc_online.datasets import DatasetError
+
+if TYPE_CHECKING:
+    import torch
+
+METRIC_HEADERS = ("I-AUROC", "I-F1", "I-AP", "P-AUROC", "P-F1", "P-AP", "PRO")  # of metrics.METRIC_KEYS, in order
 
 
 def int_list(text: str, option: str) -> tuple[int, ...]:
@@ -25,13 +35,13 @@ def int_list(text: str, option: str) -> tuple[int, ...]:
 
 
 def pick_device(name: str) -> torch.device:
-    """'auto' takes the GPU when CUDA is present, else the CPU; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise typer.BadParameter("CUDA was asked for but no GPU is visible to torch", param_hint="--device")
-    return device
+    """The device ``--device`` names (see ``musc_online.device``); a GPU torch cannot see is a bad parameter."""
+    from musc_online.device import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--device") from None
 
 
 @contextmanager
@@ -42,3 +52,16 @@ def clean_errors() -> Iterator[None]:
     except (DatasetError, WeightsNotFoundError, ValueError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+
+
+def metrics_table(title: str, first_column: str, rows: Mapping[str, Mapping[str, float]]) -> Table:
+    """The seven MuSc metrics in %, one row per named set of figures."""
+    from musc_online.metrics import METRIC_KEYS
+
+    table = Table(title=title)
+    table.add_column(first_column)
+    for header in METRIC_HEADERS:
+        table.add_column(header, justify="right")
+    for name, metrics in rows.items():
+        table.add_row(name, *(f"{100 * metrics[key]:.1f}" for key in METRIC_KEYS))
+    return table

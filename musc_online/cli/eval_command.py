@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from tqdm import tqdm
 
-from musc_online.cli.common import clean_errors, pick_device
+from musc_online.cli.common import clean_errors, metrics_table, pick_device
 from musc_online.cli.options import (
     BackboneName,
     Device,
@@ -29,23 +27,6 @@ from musc_online.cli.options import (
     write_json,
 )
 from musc_online.datasets import list_categories, list_samples
-from musc_online.evaluation import CategoryResult, evaluate_category, export_heatmaps
-from musc_online.metrics import METRIC_KEYS
-
-HEADERS = ("I-AUROC", "I-F1", "I-AP", "P-AUROC", "P-F1", "P-AP", "PRO")
-
-
-def _table(results: list[CategoryResult], mean: dict[str, float]) -> Table:
-    table = Table(title="MuSc batch evaluation (%; I = image, P = pixel)")
-    table.add_column("category")
-    for header in HEADERS:
-        table.add_column(header, justify="right")
-    rows = [(r.category, r.metrics) for r in results]
-    if len(results) > 1:
-        rows.append(("mean", mean))
-    for name, metrics in rows:
-        table.add_row(name, *(f"{100 * metrics[key]:.1f}" for key in METRIC_KEYS))
-    return table
 
 
 def eval_command(
@@ -68,6 +49,11 @@ def eval_command(
     json_out: JsonOut = None,
 ) -> None:
     """Score a dataset's test images as one batch per category and report the seven MuSc metrics."""
+    from tqdm import tqdm
+
+    from musc_online.evaluation import evaluate_category, export_heatmaps
+    from musc_online.metrics import METRIC_KEYS
+
     with clean_errors():
         settings = musc_settings(r_list, topmin_max, topk_rounding, k_list)
         torch_device = pick_device(device)
@@ -90,7 +76,8 @@ def eval_command(
             results.append(result)
 
     mean = {key: sum(r.metrics[key] for r in results) / len(results) for key in (*METRIC_KEYS, "aupro_fpr30")}
-    Console().print(_table(results, mean))
+    rows = {r.category: r.metrics for r in results} | ({"mean": mean} if len(results) > 1 else {})
+    Console().print(metrics_table("MuSc batch evaluation (%; I = image, P = pixel)", "category", rows))
     if json_out:
         report = {
             "settings": {

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 
-from musc_online.backbones import Backbone, available_backbones, create_backbone, default_settings
+from musc_online.backbones import available_backbones, create_backbone, default_settings
 from musc_online.cli.common import int_list
 from musc_online.datasets import LAYOUTS
+
+if TYPE_CHECKING:
+    import torch
+
+    from musc_online.backbones import Backbone
 from musc_online.settings import MuscSettings
 
 Root = Annotated[Path, typer.Option(help="Dataset root folder.")]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from tqdm import tqdm
 
-from musc_online.cli.common import clean_errors, pick_device
+from musc_online.cli.common import clean_errors, metrics_table, pick_device
 from musc_online.cli.options import (
     BackboneName,
     Device,
@@ -29,23 +28,9 @@ from musc_online.cli.options import (
     write_json,
 )
 from musc_online.datasets import images_in, list_samples, load_image
-from musc_online.evaluation import evaluate_category
-from musc_online.metrics import METRIC_KEYS
-from musc_online.online.scorer import OnlineScorer
-from musc_online.online.settings import OnlineSettings
-from musc_online.replay import ReplayResult, SimulatedOperator, frames_from_samples, replay, stream_order
 
-HEADERS = ("I-AUROC", "I-F1", "I-AP", "P-AUROC", "P-F1", "P-AP", "PRO")
-
-
-def _metrics_table(rows: dict[str, dict[str, float]]) -> Table:
-    table = Table(title="MuSc on the stream (%; I = image, P = pixel)")
-    table.add_column("scores")
-    for header in HEADERS:
-        table.add_column(header, justify="right")
-    for name, metrics in rows.items():
-        table.add_row(name, *(f"{100 * metrics[key]:.1f}" for key in METRIC_KEYS))
-    return table
+if TYPE_CHECKING:
+    from musc_online.replay import ReplayResult
 
 
 def _decisions_table(result: ReplayResult) -> Table:
@@ -94,6 +79,14 @@ def replay_command(
     json_out: JsonOut = None,
 ) -> None:
     """Stream a dataset's test images through the online scorer and report metrics, decisions and latency."""
+    from tqdm import tqdm
+
+    from musc_online.evaluation import evaluate_category
+    from musc_online.online.judges import seed_judges
+    from musc_online.online.scorer import OnlineScorer
+    from musc_online.online.settings import OnlineSettings
+    from musc_online.replay import SimulatedOperator, frames_from_samples, replay, stream_order
+
     with clean_errors():
         musc = musc_settings(r_list, topmin_max, topk_rounding, k_list)
         settings = OnlineSettings(window=window, judges_per_frame=judges_per_frame, admission=admit, musc=musc)
@@ -104,8 +97,8 @@ def replay_command(
         if judges:
             paths = images_in(judges)
             with tqdm(total=len(paths), desc="judges", unit="img") as bar:
-                scorer.seed_judges(
-                    [load_image(p) for p in paths], [f"judge/{p.stem}" for p in paths], progress=bar.update
+                seed_judges(
+                    scorer, [load_image(p) for p in paths], [f"judge/{p.stem}" for p in paths], progress=bar.update
                 )
         frames = stream_order(frames_from_samples(samples), order, seed)
         operator = SimulatedOperator(operator_corrects, seed) if operator_corrects else None
@@ -117,7 +110,7 @@ def replay_command(
             rows["batch"] = batch.metrics
 
     console = Console()
-    console.print(_metrics_table(rows))
+    console.print(metrics_table("MuSc on the stream (%; I = image, P = pixel)", "scores", rows))
     console.print(_decisions_table(result))
     console.print(_latency_table(result))
     if operator:

@@ -14,54 +14,22 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from musc_online.backbones import Backbone
-from musc_online.batch import score_batch, upsample
+from musc_online.batch import upsample
 from musc_online.lnamd import lnamd
 from musc_online.msm import compute_dtype, distances_from_similarity, interval_mean, interval_size, query_similarity
 from musc_online.online.bank import FeatureBank
+from musc_online.online.decision import Decision, NearestDefect
 from musc_online.online.settings import OnlineSettings
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy, calibrate
 from musc_online.online.window import RollingWindow
 from musc_online.rscin import min_max_normalise, neighbourhood_average
-
-
-@dataclass(frozen=True)
-class NearestDefect:
-    """The confirmed defect a frame looks most like, when it is close enough to name."""
-
-    frame_id: str
-    label: str | None
-    similarity: float
-
-
-@dataclass
-class Decision:
-    """What the scorer says about one frame."""
-
-    frame_id: str
-    score: float  # final image score (after RsCIN), what the band judges
-    raw_score: float  # maximum of the anomaly map, before RsCIN
-    label: str  # ok | unsure | defect
-    band: ThresholdBand
-    provisional: bool  # the reference set has not reached its steady size, or the band is not calibrated
-    patch_scores: np.ndarray  # (H, W) float32 on the finest patch grid
-    image_size: tuple[int, int]  # (height, width) of the frame as received
-    references: dict[str, int]  # voters and judges this frame was scored against
-    nearest_defect: NearestDefect | None
-    admitted: bool
-    timings_ms: dict[str, float]
-
-    def heatmap(self, size: tuple[int, int] | None = None) -> np.ndarray:
-        """Anomaly map at the frame's size (or ``size``), bilinear with align_corners=True like the batch maps."""
-        target = size or self.image_size
-        grid = torch.from_numpy(self.patch_scores.astype(np.float32))[None]
-        return upsample(grid, target)[0].numpy()
 
 
 @dataclass
@@ -72,16 +40,6 @@ class FrameRecord:
     image_feature: torch.Tensor
     score: float
     label: str
-
-
-@dataclass(frozen=True)
-class JudgeCandidate:
-    """A good image's features and its score among the other seeds, ready to join the judge bank."""
-
-    judge_id: str
-    image_feature: torch.Tensor
-    features: list[torch.Tensor]
-    score: float
 
 
 class UnknownFrameError(KeyError):
@@ -135,70 +93,6 @@ class OnlineScorer:
             dim = image_feature.numel()
             self.judges = FeatureBank(dim, device=self.device)
             self.defects = FeatureBank(dim, device="cpu")
-
-    # ------------------------------------------------------------------------------------------- judges
-    def prepare_judges(
-        self,
-        images: Sequence[np.ndarray],
-        ids: Sequence[str],
-        batch_size: int = 8,
-        progress: Callable[[int], None] | None = None,
-    ) -> list[JudgeCandidate]:
-        """Features of known-good images and their mutual MuSc scores; reads no scorer state, so a caller may run
-        it without holding the scorer (``add_judges`` then adds the result)."""
-        if len(images) != len(ids):
-            raise ValueError(f"{len(images)} images but {len(ids)} ids")
-        if not images:
-            return []
-        layer_batches, feature_batches = [], []
-        for start in range(0, len(images), batch_size):
-            out = self.backbone.extract(list(images[start : start + batch_size]), self.device)
-            layer_batches.append([m.float() for m in out.patch_features])
-            feature_batches.append(out.image_features.float())
-            if progress:
-                progress(len(out.image_features))
-        layer_maps = [torch.cat(parts) for parts in zip(*layer_batches, strict=True)]
-        image_features = torch.cat(feature_batches)
-        scores = self._seed_scores(layer_maps, image_features)
-        return [
-            JudgeCandidate(judge_id, image_features[i], self.scoring_sets([m[i : i + 1] for m in layer_maps])[0], score)
-            for i, (judge_id, score) in enumerate(zip(ids, scores, strict=True))
-        ]
-
-    def add_judges(self, candidates: Iterable[JudgeCandidate]) -> int:
-        """Add prepared judges to the bank; their scores count as normal scores for calibrating the band."""
-        added = 0
-        for candidate in candidates:
-            self.ensure_banks(candidate.image_feature)
-            self.judges.add(candidate.judge_id, candidate.image_feature, candidate.features, score=candidate.score)
-            self.normal_scores.append(candidate.score)
-            added += 1
-        self._update_calibration()
-        return added
-
-    def seed_judges(
-        self,
-        images: Sequence[np.ndarray],
-        ids: Sequence[str],
-        batch_size: int = 8,
-        progress: Callable[[int], None] | None = None,
-    ) -> int:
-        """Add known-good images (e.g. a folder from the line) as judges; their mutual MuSc scores seed the band.
-
-        All seeds are scored against each other as one batch, so pass them together. Returns how many were added.
-        """
-        return self.add_judges(self.prepare_judges(images, ids, batch_size, progress))
-
-    def _seed_scores(self, layer_maps: list[torch.Tensor], image_features: torch.Tensor) -> list[float]:
-        """Scores of seed judges against each other (batch MuSc, same scale as frame scores)."""
-        count = image_features.shape[0]
-        if count < 2:
-            return [0.0] * count
-        batch = score_batch(layer_maps, image_features, self.backbone.image_size, self.settings.musc)
-        rescored = self._rscin(
-            batch.image_scores.float(), image_features.cpu() @ image_features.cpu().T, batch.image_scores.float()
-        )
-        return [float(s) for s in rescored]
 
     def remove_judge(self, judge_id: str) -> None:
         """Take a judge out of the bank (it stays in the window if it votes there)."""
@@ -309,7 +203,7 @@ class OnlineScorer:
             out.append(torch.cat(parts))
         return out
 
-    def _rscin(self, own: torch.Tensor, similarity: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def rscin_rows(self, own: torch.Tensor, similarity: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """RsCIN for query rows: ``similarity`` (Q, R) to references with ``scores`` (R,) (queries included)."""
         if 0 in self.settings.musc.k_list:
             return own
@@ -399,7 +293,7 @@ class OnlineScorer:
             scores.append(torch.tensor([self.judges.score(j) for j in judge_ids], dtype=torch.float64))
         features = torch.cat([f for f in features if f.numel()]).float()
         similarity = (image_feature[None] @ features.T).cpu()
-        return float(self._rscin(torch.tensor([raw]), similarity, torch.cat(scores).float())[0])
+        return float(self.rscin_rows(torch.tensor([raw]), similarity, torch.cat(scores).float())[0])
 
     # ------------------------------------------------------------------------------------- band, window
     def _current_band(self) -> ThresholdBand:
@@ -423,7 +317,7 @@ class OnlineScorer:
             return False
         self.admit_to_window(frame_id, sets, image_feature, score)
         self.normal_scores.append(score)
-        self._update_calibration()
+        self.update_calibration()
         return True
 
     def admit_to_window(
@@ -436,7 +330,8 @@ class OnlineScorer:
                 if correction.frame_id == pushed_out and correction.verdict == "ok" and not correction.undone:
                     self.thresholds.remove_label(correction.correction_id)
 
-    def _update_calibration(self) -> None:
+    def update_calibration(self) -> None:
+        """Calibrate and freeze the band once enough normal scores exist (judges' and admitted frames')."""
         if not self.thresholds.calibrated and len(self.normal_scores) >= self.settings.calibration_scores:
             self.thresholds.calibrate(self.normal_scores)
 

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from musc_online.cli.main import app
+from daemon.cli.musc_online import app
 from musc_online.metrics import METRIC_KEYS
 
 runner = CliRunner()

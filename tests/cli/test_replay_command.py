@@ -3,7 +3,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from musc_online.cli.main import app
+from daemon.cli.musc_online import app
 from musc_online.metrics import METRIC_KEYS
 
 runner = CliRunner()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from musc_online.client import ControlClient, DecisionSubscriber
-from musc_online.transport import CurveClientKeys, TransportSettings
+from musc_online.transport import CurveClientKeys, TransportSettings, free_port_block
 
 LINE = 3
 # Small and fast, still the real pretrained backbone: the end-to-end tests check plumbing, not accuracy.
@@ -30,24 +29,6 @@ FAST = {
     # The budget's own behaviour is tested in-process (tests/daemon/service/).
     "MUSC_PIPELINE__MAX_AGE_MS": "0",
 }
-
-
-def free_port_block(line: int = LINE) -> int:
-    """A base port whose block for ``line`` (4 ports) is free on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] - 10 * line
-        if base < 1024 or base + 10 * line + 3 > 65535:
-            continue
-        try:
-            for offset in range(4):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + 10 * line + offset))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block found")
 
 
 _STARTED: list[subprocess.Popen] = []  # every daemon process a test started, killed after the test
@@ -74,7 +55,7 @@ class DaemonProcess:
     ) -> None:
         self.data_dir = data_dir
         self.keys = keys  # the client identity control calls use when the daemon runs with CURVE
-        self.base_port = free_port_block()
+        self.base_port = free_port_block(LINE)
         self.env = {
             **os.environ,
             **FAST,
@@ -92,7 +73,7 @@ class DaemonProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "daemon.cli", "start", "--line", str(LINE), "--no-log-json"],
+                [sys.executable, "-m", "daemon.cli.musc_daemon", "start", "--line", str(LINE), "--no-log-json"],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -65,7 +65,7 @@ class InProcessLine:
     def store_only(data_dir: Path) -> Iterator[tuple[Store, TransportSettings]]:
         """The line's store while its daemon is down, and control settings on a port nobody listens on."""
         with Store.open(f"sqlite:///{data_dir / f'line-{LINE}' / 'store.db'}") as store:
-            yield store, TransportSettings.for_line(LINE, free_port_block())
+            yield store, TransportSettings.for_line(LINE, free_port_block(LINE))
 
     @property
     def store(self) -> Store:

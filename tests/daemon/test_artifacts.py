@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from daemon.artifacts import MAX_NAME, ArtifactWriter, heat_scale, safe_name
-from musc_online.online.scorer import Decision
+from musc_online.online.decision import Decision
 from musc_online.online.thresholds import UNSET, ThresholdBand
 
 BAND = ThresholdBand(1.0, 2.0, "calibrated")

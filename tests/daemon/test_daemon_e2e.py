@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from daemon.review import mark
+from daemon.review.queue import mark
 from daemon.store import Store
 from musc_online.client import FrameSender
 from musc_online.protocol import FrameHeader, encode_frame

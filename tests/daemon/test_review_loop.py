@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from musc_online.cli.main import app
+from daemon.cli.musc_online import app
 from musc_online.client import FrameSender
 from musc_online.synthetic import brighten, synthetic_product
 

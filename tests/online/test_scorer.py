@@ -5,6 +5,7 @@ import torch
 from musc_online.backbones import create_backbone
 from musc_online.batch import score_batch, score_patches
 from musc_online.online.corrections import confirm_defect, confirm_normal, undo
+from musc_online.online.judges import seed_judges
 from musc_online.online.persistence import export_judges, import_judges, load, save
 from musc_online.online.scorer import OnlineScorer, UnknownFrameError
 from musc_online.online.settings import OnlineSettings
@@ -115,7 +116,7 @@ def test_judges_fill_the_young_window_and_survive_save_and_load(backbone, tmp_pa
     rng = np.random.default_rng(0)
     images = [rng.integers(100, 130, (64, 64, 3), dtype=np.uint8) for _ in range(10)]
     scorer = OnlineScorer(backbone, OnlineSettings(window=4, judges_per_frame=2))
-    assert scorer.seed_judges(images[:6], [f"seed{i}" for i in range(6)]) == 6
+    assert seed_judges(scorer, images[:6], [f"seed{i}" for i in range(6)]) == 6
     first = scorer.score(images[6], "frame0")
     assert first.references == {"voters": 0, "judges": 6}
     scorer.score(images[7], "frame1")
@@ -175,11 +176,11 @@ def test_judges_export_and_import_between_scorers_of_the_same_setup(backbone, tm
     rng = np.random.default_rng(4)
     images = [rng.integers(90, 140, (64, 64, 3), dtype=np.uint8) for _ in range(5)]
     source = OnlineScorer(backbone, OnlineSettings(window=4))
-    source.seed_judges(images, [f"good{i}" for i in range(5)])
+    seed_judges(source, images, [f"good{i}" for i in range(5)])
     assert export_judges(source, tmp_path / "bank.zip") == 5
 
     target = OnlineScorer(backbone, OnlineSettings(window=4))
-    target.seed_judges(images[:1], ["good0"])
+    seed_judges(target, images[:1], ["good0"])
     assert import_judges(target, tmp_path / "bank.zip") == ["good1", "good2", "good3", "good4"]
     assert target.judges.ids() == source.judges.ids()
     target.remove_judge("good3")
@@ -190,7 +191,7 @@ def test_judges_from_another_backbone_are_refused_and_nothing_changes(backbone, 
     rng = np.random.default_rng(5)
     images = [rng.integers(90, 140, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
     other = OnlineScorer(create_backbone("test_random_timm_vit"), OnlineSettings(window=4))
-    other.seed_judges(images, ["a", "b", "c"])
+    seed_judges(other, images, ["a", "b", "c"])
     export_judges(other, tmp_path / "other.zip")
     scorer = OnlineScorer(backbone, OnlineSettings(window=4))
     with pytest.raises(ValueError, match="backbone"):

@@ -7,14 +7,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from daemon.cli.musc_online import app
 from musc_online.backbones import create_backbone
-from musc_online.cli.main import app
+from musc_online.online.judges import seed_judges
 from musc_online.online.persistence import export_judges
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.settings import OnlineSettings
 from musc_online.synthetic import synthetic_product
 
-from .conftest import LINE, DaemonProcess
+from ..conftest import LINE, DaemonProcess
 
 runner = CliRunner()
 
@@ -45,7 +46,7 @@ def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monke
     assert daemon.call("status")["result"]["scorer"]["judges"] == 4
 
     foreign = OnlineScorer(create_backbone("test_random_vit"), OnlineSettings(window=4))
-    foreign.seed_judges([synthetic_product(rng, 64) for _ in range(3)], ["x", "y", "z"])
+    seed_judges(foreign, [synthetic_product(rng, 64) for _ in range(3)], ["x", "y", "z"])
     export_judges(foreign, tmp_path / "foreign.zip")
     refused = judges("import", str(tmp_path / "foreign.zip"))
     assert refused.exit_code == 2

@@ -1,50 +1,31 @@
-"""The line tools of musc-online: demo (daemon + camera), publish and status, against real processes."""
+"""The line tools of musc-online: publish, status, band, against real processes (the demo: tests/test_readme.py)."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from musc_online.cli.main import app
+from daemon.cli.musc_online import app
 from musc_online.client import FrameSender
 from musc_online.synthetic import synthetic_product
 
-from .conftest import FAST, LINE, DaemonProcess, free_port_block
+from ..conftest import FAST, LINE, DaemonProcess, free_port_block
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def line_env(tmp_path, monkeypatch):
-    env = {**FAST, "MUSC_PATHS__DATA_DIR": str(tmp_path / "lines"), "MUSC_TRANSPORT__BASE_PORT": str(free_port_block())}
+    env = {
+        **FAST,
+        "MUSC_PATHS__DATA_DIR": str(tmp_path / "lines"),
+        "MUSC_TRANSPORT__BASE_PORT": str(free_port_block(LINE)),
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
-
-
-@pytest.mark.slow
-def test_demo_starts_the_daemon_shows_live_decisions_and_stops_cleanly(line_env, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "musc_online.cli.main", "demo", "--line", str(LINE), "--count", "8", "--rate", "20"],
-        env={**os.environ, **line_env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    decisions = [line for line in result.stdout.splitlines() if line.startswith("cam-1-")]
-    assert len(decisions) == 8
-    assert not any("provisional" in line for line in decisions), decisions  # judges calibrate it from the start
-    assert "(calibrated)" in result.stdout
-    assert "frames received" in result.stdout
-    log = tmp_path / "lines" / f"line-{LINE}" / "daemon.log"
-    assert "stopped cleanly" in log.read_text()
 
 
 def test_status_without_a_daemon_reads_the_store(line_env):

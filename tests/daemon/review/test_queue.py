@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from daemon.review import band_distance, mark, parse_since, review_queue, undo
+from daemon.cli.musc_online import app
+from daemon.review.queue import band_distance, mark, parse_since, review_queue, undo
 from daemon.store import ConflictError, NotFoundError, Store
-from musc_online.cli.main import app
 from musc_online.client import FrameSender
 from musc_online.synthetic import synthetic_product
 from musc_online.transport import TransportSettings
 
-from .conftest import LINE, Collector, DaemonProcess, free_port_block
+from ..conftest import LINE, Collector, DaemonProcess, free_port_block
 
 runner = CliRunner()
 BAND = (0.4, 0.6)
@@ -57,7 +57,7 @@ def decide(
 @pytest.fixture
 def line_env(tmp_path, monkeypatch) -> dict[str, str]:
     """The line's config through MUSC_* variables: a temporary data folder and a port block nobody listens on."""
-    env = {"MUSC_PATHS__DATA_DIR": str(tmp_path / "lines"), "MUSC_TRANSPORT__BASE_PORT": str(free_port_block())}
+    env = {"MUSC_PATHS__DATA_DIR": str(tmp_path / "lines"), "MUSC_TRANSPORT__BASE_PORT": str(free_port_block(LINE))}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

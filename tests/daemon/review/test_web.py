@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from daemon.review import review_queue
-from daemon.review_web import ReviewServer, make_server
+from daemon.review.queue import review_queue
+from daemon.review.web import ReviewServer, make_server
 from daemon.store import Store
 from musc_online.transport import TransportSettings
 
-from .conftest import LINE, free_port_block
+from ..conftest import LINE, free_port_block
 from .test_review import decide
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -52,7 +52,7 @@ def served(tmp_path) -> Iterator[tuple[ReviewServer, Store, str]]:
     decide(store, "first", "unsure", 0.5, artifact=str(picture))
     decide(store, "second", "defect", 0.9, at=time.time() - 5)
     decide(store, "sneaky", "defect", 0.95, artifact=str(picture.parent / ".." / ".." / ".." / "secret.png"))
-    settings = TransportSettings.for_line(LINE, free_port_block())  # no daemon: corrections stay pending
+    settings = TransportSettings.for_line(LINE, free_port_block(LINE))  # no daemon: corrections stay pending
     server = make_server(store, settings, LINE, "ana", partial(review_queue, store, LINE), artifacts)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from daemon.review import mark, undo
+from daemon.review.queue import mark, undo
 from daemon.store import Store
 from musc_online.client import FrameSender
 from musc_online.protocol import encode_frame

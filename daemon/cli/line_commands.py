@@ -1,0 +1,330 @@
+"""Line tools of ``musc-online``: ``publish`` (a camera stand-in), ``status``, ``demo``, ``judges`` and ``band``."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from daemon.cli.common import ConfigFile, Line, load_or_exit
+from daemon.store import Store
+from musc_online.client import ControlClient, DecisionSubscriber, FrameSender
+from musc_online.datasets import DatasetError, images_in
+from musc_online.synthetic import camera_frames
+from musc_online.transport import accepts_connections
+
+DEMO_JUDGES = 32  # enough mutual scores to calibrate the band at the default calibration_scores
+DEMO_SEED = 1000  # the judges' parts differ from the camera's (seed 0)
+
+
+def publish_command(
+    line: Line = 3,
+    source: Annotated[str, typer.Option(help="A folder of images, or 'synthetic'.")] = "synthetic",
+    rate: Annotated[float, typer.Option(help="Frames per second (0: as fast as the daemon takes them).")] = 5.0,
+    count: Annotated[int, typer.Option(help="Frames to send.")] = 100,
+    camera: Annotated[str, typer.Option(help="Camera name in the frame headers.")] = "cam-1",
+    encoding: Annotated[str, typer.Option(help="jpeg, png or raw.")] = "jpeg",
+    defect_rate: Annotated[float, typer.Option(help="Synthetic source: share of parts with a defect.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Synthetic source: random seed.")] = 0,
+    config_file: ConfigFile = None,
+) -> None:
+    """Push frames to a line's daemon like a camera would."""
+    settings = load_or_exit(line, config_file).transport_settings()
+    try:
+        frames = camera_frames(source, seed, defect_rate)
+        period = 1.0 / rate if rate > 0 else 0.0
+        started = time.monotonic()
+        with FrameSender(settings, line=line) as sender:
+            for i in range(count):
+                sender.send(next(frames), camera=camera, frame_id=f"{camera}-{int(started)}-{i:06d}", encoding=encoding)
+                if period:
+                    time.sleep(max(0.0, started + (i + 1) * period - time.monotonic()))
+    except (DatasetError, ValueError) as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"sent {count} frames to {settings.frames_endpoint} from {source}", err=True)
+
+
+def _status_table(status: dict) -> Table:
+    counts, scorer = status["counts"], status["scorer"]
+    table = Table(
+        title=f"Line {status['line']}" + (" (daemon not running: store only)" if not status.get("live") else "")
+    )
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    refused = ", ".join(f"{code} {n}" for code, n in counts.get("refused_by_code", {}).items()) or "-"
+    rows = [
+        ("frames received", counts["received"]),
+        ("  decided", counts["decided"]),
+        ("  refused", counts["refused"]),
+        ("  pending", counts.get("pending", 0)),
+        ("refused by code", refused),
+        ("decisions ok / unsure / defect", f"{counts['ok']} / {counts['unsure']} / {counts['defect']}"),
+        ("corrections pending", counts["corrections_pending"]),
+        ("corrections that could not act", counts.get("corrections_failed", 0)),
+    ]
+    if scorer:
+        band = scorer["band"]
+        queues = ", ".join(f"{name} {q['depth']}" for name, q in status["queues"].items())
+        budget = f"{status['max_age_ms']:.0f} ms" if status["max_age_ms"] else "none"
+        rows += [
+            ("window", f"{scorer['window']} / {scorer['window_capacity']}"),
+            ("judges", scorer["judges"]),
+            ("known defects", scorer["known_defects"]),
+            ("band low / high", _band_text(band)),
+            ("corrections moving the band", scorer["corrections_moving_band"]),
+            ("age budget / scoring takes", f"{budget} / {status['expected_scoring_ms']:.0f} ms a frame"),
+            ("queues", queues),
+            ("paused", status["paused"]),
+        ]
+        rows += [("band change", event["message"]) for event in status.get("band_events", [])[:1]]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def _band_text(band: dict) -> str:
+    if band["low"] is None or band["source"] == "unset":
+        return "not calibrated yet (decisions unsure)"
+    return f"{band['low']:.4f} / {band['high']:.4f} ({band['source']})"
+
+
+def line_status(line: int, config_file: Path | None = None, timeout_ms: int = 2000) -> dict:
+    """The running daemon's status over the control socket, or the store's counts when it does not answer."""
+    config = load_or_exit(line, config_file)
+    settings = config.transport_settings()
+    try:
+        if accepts_connections(settings.control_endpoint):
+            with ControlClient(settings) as control:
+                reply = control.call("status", timeout_ms=timeout_ms)
+            if reply.get("ok"):
+                return {**reply["result"], "live": True}
+    except TimeoutError:
+        pass
+    with Store.open(config.store_url) as store:
+        return {"line": line, "counts": dict(store.counts(line)), "scorer": None, "live": False}
+
+
+def status_command(
+    line: Line = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    config_file: ConfigFile = None,
+) -> None:
+    """Show a line's counts (received = decided + refused + pending), window, judges and band."""
+    status = line_status(line, config_file)
+    if as_json:
+        typer.echo(json.dumps(status, indent=2))
+    else:
+        Console().print(_status_table(status))
+
+
+def demo_command(
+    line: Line = 3,
+    source: Annotated[str, typer.Option(help="A folder of images, or 'synthetic'.")] = "synthetic",
+    count: Annotated[int, typer.Option(help="Frames the camera sends.")] = 60,
+    rate: Annotated[float, typer.Option(help="Camera frames per second.")] = 3.0,
+    config_file: ConfigFile = None,
+) -> None:
+    """Start the line daemon and a camera, print every decision as it comes, then stop the daemon cleanly.
+
+    So that its decisions are calibrated and final from the first frame, the demo seeds the line with
+    DEMO_JUDGES synthetic good parts (in the line's folder) and uses a 16-frame window with 8 judges per frame;
+    MUSC_ONLINE__* variables you set yourself take precedence.
+    """
+    config = load_or_exit(line, config_file)
+    command = [sys.executable, "-m", "daemon.cli.musc_daemon", "start", "--line", str(line), "--no-log-json"]
+    if config_file:
+        command += ["--config", str(config_file)]
+    config.line_dir.mkdir(parents=True, exist_ok=True)
+    log_path = config.line_dir / "daemon.log"
+    judges = _demo_judges(config.line_dir / "demo-judges")
+    demo = {"MUSC_ONLINE__JUDGES_DIR": str(judges), "MUSC_ONLINE__WINDOW": "16", "MUSC_ONLINE__JUDGES_PER_FRAME": "8"}
+    typer.echo(
+        f"starting the line {line} daemon ({config.model.backbone}, {config.model.image_size} px, "
+        f"{DEMO_JUDGES} good parts as judges); log: {log_path}"
+    )
+    with open(log_path, "ab") as log_file:
+        daemon = subprocess.Popen(
+            command, env={**demo, **os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        with ControlClient(config.transport_settings()) as control:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    control.call("status", timeout_ms=1000)
+                    break
+                except TimeoutError:
+                    if daemon.poll() is not None or time.monotonic() > deadline:
+                        typer.secho(f"error: the daemon did not start; its log: {log_path}", fg="red", err=True)
+                        raise typer.Exit(1) from None
+            with DecisionSubscriber(config.transport_settings(), line) as decisions:
+                time.sleep(0.3)  # let the subscription reach the daemon before the first frame
+                typer.echo(f"camera: {count} {source} frames at {rate} frames/s; decisions as they arrive:")
+                camera = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "daemon.cli.musc_online",
+                        "publish",
+                        "--line",
+                        str(line),
+                        "--source",
+                        source,
+                        "--count",
+                        str(count),
+                        "--rate",
+                        str(rate),
+                    ]
+                    + (["--config", str(config_file)] if config_file else [])
+                )
+                for _ in range(count):
+                    message = decisions.receive(timeout_ms=60_000)
+                    if message is None:
+                        break
+                    _print_decision(message)
+                camera.wait()
+            Console().print(_status_table({**control.call("status")["result"], "live": True}))
+            control.call("shutdown")
+        daemon.wait(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+
+
+def _demo_judges(folder: Path) -> Path:
+    """A folder of DEMO_JUDGES synthetic good parts (made once), to seed the demo line's judges."""
+    if len(images_in(folder) if folder.is_dir() else []) < DEMO_JUDGES:
+        folder.mkdir(parents=True, exist_ok=True)
+        parts = camera_frames("synthetic", seed=DEMO_SEED, defect_rate=0.0)
+        for i in range(DEMO_JUDGES):
+            Image.fromarray(next(parts)).save(folder / f"good-{i:03d}.png")
+    return folder
+
+
+def _print_decision(message: dict) -> None:
+    if message.get("topic", "").endswith("refusal"):
+        typer.secho(f"{message.get('frame_id')}: REFUSED ({message.get('code')}: {message.get('reason')})", fg="red")
+        return
+    colour = {"ok": "green", "unsure": "yellow", "defect": "red"}[message["label"]]
+    extra = " (provisional)" if message.get("provisional") else ""
+    nearest = message.get("nearest_defect")
+    if nearest:
+        extra += f", looks like known defect '{nearest['label']}'"
+    typer.secho(
+        f"{message['frame_id']}: {message['label']:<6} score {message['score']:.4f}  "
+        f"{message['latency_ms']:.0f} ms{extra}",
+        fg=colour,
+    )
+
+
+def judges_command(
+    action: Annotated[str, typer.Argument(help="list, add DIR, remove ID, export FILE or import FILE.")],
+    target: Annotated[str | None, typer.Argument(help="The folder, judge id or file the action needs.")] = None,
+    line: Line = 3,
+    config_file: ConfigFile = None,
+) -> None:
+    """Curate a running line's judge bank: seed it from good images, prune it, move it between lines."""
+    needs = {"list": None, "add": "folder", "remove": "id", "export": "file", "import": "file"}
+    if action not in needs:
+        typer.secho(f"error: unknown action {action!r}; choose {', '.join(needs)}", fg="red", err=True)
+        raise typer.Exit(2)
+    args = {"action": action}
+    if needs[action]:
+        if not target:
+            typer.secho(f"error: 'judges {action}' needs a {needs[action]}", fg="red", err=True)
+            raise typer.Exit(2)
+        args[needs[action]] = str(Path(target).resolve()) if needs[action] != "id" else target
+    result = _running_line(line, config_file, "judges", **args)
+    if action == "list":
+        table = Table(title=f"Judges of line {line}")
+        for column in ("id", "source", "score"):
+            table.add_column(column)
+        for judge in result:
+            table.add_row(judge["id"], judge["source"], "-" if judge["score"] is None else f"{judge['score']:.4f}")
+        Console().print(table)
+    else:
+        typer.echo(json.dumps(result))
+
+
+def _running_line(line: int, config_file: Path | None, command: str, **args: object) -> object:
+    """A control command's result from the running line, or exit 2 saying why (not running, or refused)."""
+    settings = load_or_exit(line, config_file).transport_settings()
+    try:
+        if not accepts_connections(settings.control_endpoint):
+            raise TimeoutError
+        with ControlClient(settings) as control:
+            control.call("status", timeout_ms=2000)  # is it there at all? (a slow command may take minutes)
+            reply = control.call(command, timeout_ms=120_000, **args)
+    except TimeoutError:
+        typer.secho(
+            f"error: the line {line} daemon does not answer; start it with 'musc-daemon start --line {line}'",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    if not reply.get("ok"):
+        typer.secho(f"error: {reply.get('error')}", fg="red", err=True)
+        raise typer.Exit(2)
+    return reply["result"]
+
+
+band_app = typer.Typer(
+    help="The running line's decision band: show it, set it by hand, or recalibrate it (e.g. after a product "
+    "change). Changes are recorded as events and shown by `musc-online status`.",
+    no_args_is_help=True,
+)
+
+
+def _print_band(result: dict) -> None:
+    before, after = result["before"], result["band"]
+    if before != after:
+        typer.echo(f"was {_band_text(before)}")
+    typer.echo(f"band {_band_text(after)}")
+
+
+@band_app.command("show")
+def band_show(line: Line = 3, config_file: ConfigFile = None) -> None:
+    """Print the band the line decides with: below low ok, from high defect, unsure between."""
+    _print_band(_running_line(line, config_file, "band", action="show"))
+
+
+@band_app.command("set")
+def band_set(
+    low: Annotated[float, typer.Argument(help="Scores below this are ok.")],
+    high: Annotated[float, typer.Argument(help="Scores from this up are defects (at least LOW).")],
+    line: Line = 3,
+    operator: Annotated[str | None, typer.Option(help="Who changes it (default: $USER).")] = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Set the band by hand; operators' corrections still adjust it."""
+    args = {"action": "set", "low": low, "high": high, "operator": operator or _user()}
+    _print_band(_running_line(line, config_file, "band", **args))
+
+
+@band_app.command("recalibrate")
+def band_recalibrate(
+    line: Line = 3,
+    operator: Annotated[str | None, typer.Option(help="Who asks for it (default: $USER).")] = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Calibrate the band again from the line's judges and voters (after a product change, or new judges)."""
+    _print_band(_running_line(line, config_file, "band", action="recalibrate", operator=operator or _user()))
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

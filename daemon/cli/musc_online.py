@@ -1,0 +1,34 @@
+"""The ``musc-online`` app: the library's offline commands (eval, replay) and the line tools (publish, status,
+demo, review, judges, band). Nothing imports it."""
+
+from __future__ import annotations
+
+import typer
+
+from daemon.cli.line_commands import band_app, demo_command, judges_command, publish_command, status_command
+from daemon.cli.review_commands import review_app
+from musc_online.cli.eval_command import eval_command
+from musc_online.cli.replay_command import replay_command
+
+app = typer.Typer(
+    help="musc-online: zero-shot visual inspection with MuSc (batch evaluation and line tools).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("eval")(eval_command)
+app.command("replay")(replay_command)
+app.command("publish")(publish_command)
+app.command("status")(status_command)
+app.command("demo")(demo_command)
+app.add_typer(review_app, name="review")
+app.command("judges")(judges_command)
+app.add_typer(band_app, name="band")
+
+
+@app.callback()
+def main() -> None:
+    """Zero-shot visual inspection with MuSc: batch evaluation, streaming replay, line tools."""
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,169 @@
+"""``musc-online review``: the review queue in a terminal or on a web page, and list, mark, undo."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from daemon.cli.common import ConfigFile, Line, load_or_exit
+from daemon.config import DaemonConfig
+from daemon.review.queue import QueueLoader, describe, failed_corrections, mark, parse_since, review_queue, undo
+from daemon.review.terminal import interactive
+from daemon.store import LABELS, Store, StoreError
+
+review_app = typer.Typer(
+    help="Review the line's unsure and defect decisions and correct them; the daemon learns from them live.",
+    add_completion=False,
+)
+
+Operator = Annotated[str | None, typer.Option(help="Who is reviewing (default: $USER).")]
+LabelFilter = Annotated[str | None, typer.Option("--label", help="Only this label: unsure, defect or ok.")]
+Camera = Annotated[str | None, typer.Option(help="Only frames from this camera.")]
+Since = Annotated[str | None, typer.Option(help="Only frames received since: ISO 8601, or relative like -10m.")]
+Limit = Annotated[int, typer.Option(help="At most this many items.")]
+
+
+def _operator(name: str | None) -> str:
+    try:
+        return name or getpass.getuser()
+    except (KeyError, OSError):
+        raise typer.BadParameter("no user name found: pass --operator NAME", param_hint="--operator") from None
+
+
+def _loader(
+    store: Store, line: int, label: str | None, camera: str | None, since: str | None, limit: int
+) -> QueueLoader:
+    """The queue with the command line's filters, checked once up front."""
+    if label is not None and label not in LABELS:
+        raise typer.BadParameter(f"must be one of {', '.join(LABELS)}", param_hint="--label")
+    try:
+        start = None if since is None else parse_since(since)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
+    labels = (label,) if label else ("unsure", "defect")
+    return partial(review_queue, store, line, labels=labels, camera=camera, since=start, limit=limit)
+
+
+@contextmanager
+def _opened(line: int, config_file: Path | None) -> Iterator[tuple[DaemonConfig, Store]]:
+    """The line's config and store; a refused operation exits 2 with its reason, having changed nothing."""
+    config = load_or_exit(line, config_file)
+    try:
+        with Store.open(config.store_url) as store:
+            yield config, store
+    except (StoreError, ValueError) as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@review_app.callback(invoke_without_command=True)
+def review(
+    ctx: typer.Context,
+    line: Line = 3,
+    web: Annotated[bool, typer.Option("--web", help="Serve the queue as a local web page instead.")] = False,
+    host: Annotated[str, typer.Option(help="--web: address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="--web: port (0 picks a free one).")] = 0,
+    operator: Operator = None,
+    label: LabelFilter = None,
+    camera: Camera = None,
+    since: Since = None,
+    limit: Limit = 50,
+    config_file: ConfigFile = None,
+) -> None:
+    """Go through the queue one item at a time in the terminal (or on a local page with --web)."""
+    if ctx.invoked_subcommand is not None:
+        if any(ctx.params[option.name] != option.default for option in ctx.command.params if option.name):
+            sub = ctx.invoked_subcommand
+            raise typer.BadParameter(f"options go after the subcommand: `review {sub} --line N ...`, not before")
+        return
+    name = _operator(operator)
+    with _opened(line, config_file) as (config, store):
+        load = _loader(store, line, label, camera, since, limit)
+        settings = config.transport_settings()
+        if not web:
+            interactive(store, settings, line, name, load)
+            return
+        from daemon.review.web import make_server
+
+        server = make_server(store, settings, line, name, load, config.artifacts_dir, host, port)
+        typer.echo(f"review page of line {line}: http://{host}:{server.server_address[1]}/  (Ctrl-C stops it)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
+@review_app.command("list")
+def list_command(
+    line: Line = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    label: LabelFilter = None,
+    camera: Camera = None,
+    since: Since = None,
+    limit: Limit = 50,
+    config_file: ConfigFile = None,
+) -> None:
+    """Print the review queue, the frames that teach the scorer most first."""
+    with _opened(line, config_file) as (_, store):
+        items = _loader(store, line, label, camera, since, limit)()
+    if as_json:
+        typer.echo(json.dumps([item.as_dict() for item in items], indent=2))
+        return
+    table = Table(title=f"Line {line}: {len(items)} to review")
+    for column in ("frame", "camera", "label", "score", "band", "nearest defect", "picture"):
+        table.add_column(column)
+    for item in items:
+        band = "-" if item.band is None else f"{item.band[0]:.4f} .. {item.band[1]:.4f}"
+        row = (item.frame_id, item.camera, item.label, f"{item.score:.4f}", band, item.nearest_defect or "-")
+        table.add_row(*row, item.artifact_path or "-")
+    Console(width=200).print(table)
+    with _opened(line, config_file) as (_, store):
+        failed = failed_corrections(store, line)
+    for correction in failed:
+        typer.secho(
+            f"correction {correction.id} by {correction.operator} ({correction.frame_id} marked {correction.verdict}) "
+            f"could not act: {correction.audit['error']}",
+            fg=typer.colors.YELLOW,
+        )
+
+
+@review_app.command("mark")
+def mark_command(
+    frame_id: Annotated[str, typer.Argument(help="The frame's id, as `review list` shows it.")],
+    verdict: Annotated[str, typer.Argument(help="ok or defect.")],
+    line: Line = 3,
+    label: Annotated[str | None, typer.Option(help="defect: the defect's name (e.g. scratch).")] = None,
+    note: Annotated[str | None, typer.Option(help="A note kept with the correction.")] = None,
+    operator: Operator = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Correct a decision: the store keeps it at once, a running daemon applies it at once."""
+    name = _operator(operator)
+    with _opened(line, config_file) as (config, store):
+        result = mark(store, config.transport_settings(), line, frame_id, verdict, name, label=label, note=note)
+    typer.echo(describe(result))
+
+
+@review_app.command("undo")
+def undo_command(
+    correction_id: Annotated[int, typer.Argument(help="The correction's number, as `review mark` printed it.")],
+    line: Line = 3,
+    operator: Operator = None,
+    config_file: ConfigFile = None,
+) -> None:
+    """Undo a correction; a running daemon reverts what it changed at once."""
+    name = _operator(operator)
+    with _opened(line, config_file) as (config, store):
+        result = undo(store, config.transport_settings(), line, correction_id, name)
+    typer.echo(describe(result))

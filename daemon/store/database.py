@@ -1,0 +1,119 @@
+"""The store's connection: an engine per URL (SQLite in WAL mode, or any SQLAlchemy database), short
+transactions for readers and writers, and the schema brought up to date when it opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    insert,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from daemon.store.records import SchemaVersionError
+from daemon.store.schema import MIGRATIONS, SCHEMA_VERSION, Base, SchemaVersionRow
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_WRITE = "musc_store_write"  # execution option that marks the engine used for write transactions
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    """WAL, NORMAL sync, a busy timeout and foreign keys on every connection; writers take the lock up front."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, in _on_begin
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY in WAL mode when another
+        # writer committed in between; BEGIN IMMEDIATE makes a writer wait its turn (busy_timeout) instead.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _stored_version(conn: Connection) -> int:
+    """The database's schema version; 0 for an empty database."""
+    tables = set(inspect(conn).get_table_names())
+    if SchemaVersionRow.__tablename__ not in tables:
+        if tables & set(Base.metadata.tables):
+            raise SchemaVersionError(f"the database has store tables ({', '.join(sorted(tables))}) but no version")
+        return 0
+    version = conn.scalar(select(SchemaVersionRow.version))
+    if version is None:
+        raise SchemaVersionError("the database's schema_version table is empty")
+    return version
+
+
+class Database:
+    """Engines and sessions of a store; every query method built on it is one short transaction, thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(**{_WRITE: True})
+        self._reads = sessionmaker(engine, expire_on_commit=False)
+        self._writes = sessionmaker(self._writer, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        """Connect to `url` (a sqlite file's folder is created, WAL enabled) and bring its schema up to date."""
+        parsed = make_url(url)
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        if is_sqlite and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        if is_sqlite:
+            _prepare_sqlite(engine)
+        store = cls(engine)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def migrate(self) -> int:
+        """Create a fresh database at SCHEMA_VERSION or upgrade an older one a step per transaction; refuse newer."""
+        while True:
+            with self._writer.begin() as conn:
+                version = _stored_version(conn)
+                if version == SCHEMA_VERSION:
+                    return version
+                if version > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"the store at {self.engine.url!r} is at schema version {version}, but this musc-online "
+                        f"knows versions up to {SCHEMA_VERSION}: upgrade musc-online, or restore a copy of the store"
+                    )
+                if version == 0:
+                    Base.metadata.create_all(conn)
+                    version = SCHEMA_VERSION
+                else:
+                    version += 1
+                    MIGRATIONS[version](conn)
+                conn.execute(delete(SchemaVersionRow))
+                conn.execute(insert(SchemaVersionRow).values(version=version))
+
+    # Frames and decisions -------------------------------------------------------------------------------------

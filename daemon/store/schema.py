@@ -1,0 +1,182 @@
+"""The store's tables (the latest schema) and the forward-only migrations that bring an older store to it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    ForeignKey,
+    Index,
+    Text,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from daemon.store.records import FRAME_STATUSES, INTERRUPTED, JUDGE_SOURCES, LABELS, VERDICTS
+
+SCHEMA_VERSION = 3
+
+
+class _JSONText(TypeDecorator[Any]):
+    """JSON kept as plain TEXT, so it reads the same in every database and in a shell."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+def _one_of(column: str, values: Sequence[str]) -> CheckConstraint:
+    """A CHECK that keeps an enumerated text column within its values."""
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"ck_{column}")
+
+
+def _unique_while(name: str, condition: str, *columns: str) -> Index:
+    """A partial unique index: at most one row per key while `condition` holds (SQLite and PostgreSQL)."""
+    where = text(condition)
+    return Index(name, *columns, unique=True, sqlite_where=where, postgresql_where=where)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables (the latest schema; older ones are upgraded to it)."""
+
+
+class FrameRow(Base):
+    """Every frame the line received, decided or refused; `id` is the internal key (frame ids may repeat)."""
+
+    __tablename__ = "frames"
+    __table_args__ = (
+        Index("ix_frames_line_frame_id", "line", "frame_id"),
+        Index("ix_frames_line_received_at", "line", "received_at"),
+        _one_of("status", FRAME_STATUSES),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    line: Mapped[int]
+    frame_id: Mapped[str]
+    camera: Mapped[str]
+    received_at: Mapped[float]
+    status: Mapped[str]
+    refusal_reason: Mapped[str | None]
+    size_bytes: Mapped[int] = mapped_column(server_default="0")
+    refusal_code: Mapped[str | None]
+
+
+class DecisionRow(Base):
+    """The scorer's decision on one frame."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (_one_of("label", LABELS),)
+
+    frame: Mapped[int] = mapped_column(ForeignKey("frames.id"), primary_key=True)
+    label: Mapped[str]
+    score: Mapped[float]
+    raw_score: Mapped[float]
+    band_low: Mapped[float | None]  # None while the band is not yet calibrated (every decision unsure)
+    band_high: Mapped[float | None]
+    provisional: Mapped[bool]
+    nearest_defect_label: Mapped[str | None]
+    nearest_defect_frame: Mapped[str | None]
+    decided_at: Mapped[float]
+    latency_ms: Mapped[float]
+    artifact_path: Mapped[str | None]
+
+
+class CorrectionRow(Base):
+    """An operator's verdict on a frame, or (with `undoes`) the undoing of an earlier one."""
+
+    __tablename__ = "corrections"
+    __table_args__ = (
+        _one_of("verdict", VERDICTS),
+        _unique_while("ux_corrections_active", "undone_at IS NULL AND undoes IS NULL", "line", "frame_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    line: Mapped[int]
+    frame_id: Mapped[str]
+    verdict: Mapped[str]
+    defect_label: Mapped[str | None]
+    note: Mapped[str | None]
+    operator: Mapped[str]
+    created_at: Mapped[float]
+    previous_label: Mapped[str]
+    applied_at: Mapped[float | None]
+    undone_at: Mapped[float | None]
+    undoes: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"))
+    audit: Mapped[dict[str, Any] | None] = mapped_column(_JSONText)
+
+
+class JudgeRow(Base):
+    """A frame in the line's judge bank, with where it came from and when it left."""
+
+    __tablename__ = "judges"
+    __table_args__ = (
+        _one_of("source", JUDGE_SOURCES),
+        _unique_while("ux_judges_active", "removed_at IS NULL", "line", "judge_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    line: Mapped[int]
+    judge_id: Mapped[str]
+    source: Mapped[str]
+    added_at: Mapped[float]
+    removed_at: Mapped[float | None]
+
+
+class EventRow(Base):
+    """Something worth telling an operator later: a restart, a recovery, an undo."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_line_at", "line", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    line: Mapped[int]
+    at: Mapped[float]
+    kind: Mapped[str]
+    message: Mapped[str]
+    data: Mapped[Any | None] = mapped_column(_JSONText)
+
+
+class SchemaVersionRow(Base):
+    """The single row that says which schema version the database is at."""
+
+    __tablename__ = "schema_version"
+
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+
+def _v2_sizes_and_audit(conn: Connection) -> None:
+    """Version 2: frames keep their payload size; corrections keep an audit of what the daemon changed."""
+    conn.execute(text("ALTER TABLE frames ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE corrections ADD COLUMN audit TEXT"))
+
+
+def _v3_refusal_codes(conn: Connection) -> None:
+    """Version 3: refused frames keep their reason code apart, so status can count refusals by code."""
+    conn.execute(text("ALTER TABLE frames ADD COLUMN refusal_code TEXT"))
+    refused = conn.execute(select(FrameRow.id, FrameRow.refusal_reason).where(FrameRow.status == "refused")).all()
+    for key, reason in refused:
+        code, _, rest = (reason or "").partition(": ")
+        code = code if rest and code.isidentifier() else INTERRUPTED
+        conn.execute(update(FrameRow).where(FrameRow.id == key).values(refusal_code=code))
+
+
+# Forward-only upgrades, keyed by the version each one produces. Version 1 is the first schema.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_sizes_and_audit, 3: _v3_refusal_codes}
+
+
+def pending_where(line: int) -> tuple[Any, ...]:
+    """The conditions of a line's corrections that wait to be applied: not applied, not undone."""
+    return CorrectionRow.line == line, CorrectionRow.applied_at.is_(None), CorrectionRow.undone_at.is_(None)

@@ -1,0 +1,44 @@
+"""What the online scorer says about a frame: its score and label, the band it was judged by, its patch map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from musc_online.batch import upsample
+from musc_online.online.thresholds import ThresholdBand
+
+
+@dataclass(frozen=True)
+class NearestDefect:
+    """The confirmed defect a frame looks most like, when it is close enough to name."""
+
+    frame_id: str
+    label: str | None
+    similarity: float
+
+
+@dataclass
+class Decision:
+    """What the scorer says about one frame."""
+
+    frame_id: str
+    score: float  # final image score (after RsCIN), what the band judges
+    raw_score: float  # maximum of the anomaly map, before RsCIN
+    label: str  # ok | unsure | defect
+    band: ThresholdBand
+    provisional: bool  # the reference set has not reached its steady size, or the band is not calibrated
+    patch_scores: np.ndarray  # (H, W) float32 on the finest patch grid
+    image_size: tuple[int, int]  # (height, width) of the frame as received
+    references: dict[str, int]  # voters and judges this frame was scored against
+    nearest_defect: NearestDefect | None
+    admitted: bool
+    timings_ms: dict[str, float]
+
+    def heatmap(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Anomaly map at the frame's size (or ``size``), bilinear with align_corners=True like the batch maps."""
+        target = size or self.image_size
+        grid = torch.from_numpy(self.patch_scores.astype(np.float32))[None]
+        return upsample(grid, target)[0].numpy()

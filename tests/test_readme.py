@@ -1,0 +1,130 @@
+"""Every command block of README.md runs here, so the first page a user reads cannot go stale.
+
+``AS_TESTED`` maps each README command to how this test runs it: the same command with test-sized counts
+where the real one takes minutes, on a throw-away line folder and port block. A README command missing
+from it fails the first test, so a new command cannot slip in untested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from musc_online.transport import free_port_block
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {  # the quick settings of the daemon tests: the real backbone, small inputs
+    "MUSC_MODEL__IMAGE_SIZE": "128",
+    "MUSC_ONLINE__WINDOW": "16",
+    "MUSC_ONLINE__JUDGES_PER_FRAME": "4",
+    "MUSC_ONLINE__CALIBRATION_SCORES": "16",
+    "MUSC_MUSC__R_LIST": "[1, 3]",
+}
+SETUP, TESTS = "tools/setup_env.sh", ".venv/bin/python -m pytest"
+AS_TESTED = {
+    f"{SETUP} && .venv/bin/musc-online demo --line 3": ".venv/bin/musc-online demo --line 3 --count 6 --rate 10",
+    ".venv/bin/python -m pytest": None,  # CI runs it: this very test is part of it
+    ".venv/bin/musc-daemon config show --line 3": ".venv/bin/musc-daemon config show --line 3",
+    ".venv/bin/musc-daemon start --line 3": ".venv/bin/musc-daemon start --line 3",
+    ".venv/bin/musc-online publish --line 3 --source synthetic": (
+        ".venv/bin/musc-online publish --line 3 --source synthetic --count 24 --rate 20"
+    ),
+    ".venv/bin/musc-online status --line 3": ".venv/bin/musc-online status --line 3",
+    ".venv/bin/musc-online review --line 3": ".venv/bin/musc-online review --line 3",
+    ".venv/bin/musc-online band recalibrate --line 3": ".venv/bin/musc-online band recalibrate --line 3",
+    ".venv/bin/musc-online eval --root ../shared/data/mvtec_ad --category bottle --backbone efficientnet_lite0 "
+    "--size 320 --json runs/bottle.json --heatmaps runs/heatmaps": ".venv/bin/musc-online eval --root "
+    "../shared/data/mvtec_ad --category bottle --backbone efficientnet_lite0 --size 96 --json {tmp}/bottle.json "
+    "--heatmaps {tmp}/heatmaps",
+    ".venv/bin/musc-online replay --root ../shared/data/mvtec_ad --category bottle --size 320 --window 64 --judges "
+    "../shared/data/mvtec_ad/bottle/train/good --compare-batch": ".venv/bin/musc-online replay --root "
+    "../shared/data/mvtec_ad --category bottle --size 96 --window 16 --judges "
+    "../shared/data/mvtec_ad/bottle/train/good --compare-batch",
+}
+
+
+def readme_commands() -> list[str]:
+    """The commands of README.md's bash blocks, one per line, comments dropped."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    lines = (line.split("  #")[0].strip() for block in blocks for line in block.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def run(command: str, env: dict[str, str], tmp: Path, stdin: str = "", timeout: float = 600) -> str:
+    words = shlex.split(command.format(tmp=tmp))
+    result = subprocess.run(
+        words, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture
+def line_env(tmp_path) -> dict[str, str]:
+    return {
+        **os.environ,
+        **SMALL,
+        "MUSC_PATHS__DATA_DIR": str(tmp_path / "lines"),
+        "MUSC_TRANSPORT__BASE_PORT": str(free_port_block(3)),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def test_every_readme_command_is_run_here():
+    assert sorted(readme_commands()) == sorted(AS_TESTED), "a README command changed: update AS_TESTED"
+
+
+def test_setup_and_the_test_command_are_what_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"bash {SETUP}" in ci and TESTS in ci
+
+
+@pytest.mark.slow
+def test_the_quick_start_runs_the_line_and_decides_with_a_calibrated_band(line_env, tmp_path):
+    output = run(AS_TESTED[f"{SETUP} && .venv/bin/musc-online demo --line 3"], line_env, tmp_path)
+    decisions = [line for line in output.splitlines() if line.startswith("cam-1-")]
+    assert len(decisions) == 6 and not any("provisional" in line for line in decisions), output
+    assert "(calibrated)" in output and "frames received" in output
+    assert "stopped cleanly" in (tmp_path / "lines" / "line-3" / "daemon.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_line_commands_in_their_order(line_env, tmp_path):
+    run(AS_TESTED[".venv/bin/musc-daemon config show --line 3"], line_env, tmp_path)
+    words = shlex.split(AS_TESTED[".venv/bin/musc-daemon start --line 3"])
+    daemon = subprocess.Popen(words, cwd=ROOT, env=line_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        status = AS_TESTED[".venv/bin/musc-online status --line 3"]
+        deadline = time.monotonic() + 120
+        while "daemon not running" in run(status, line_env, tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        run(AS_TESTED[".venv/bin/musc-online publish --line 3 --source synthetic"], line_env, tmp_path)
+        while (counts := json.loads(run(status + " --json", line_env, tmp_path))["counts"])["received"] < 24:
+            assert time.monotonic() < deadline, counts
+            time.sleep(0.5)
+        assert counts["decided"] + counts["refused"] == 24 and "daemon not running" not in run(
+            status, line_env, tmp_path
+        )
+        run(AS_TESTED[".venv/bin/musc-online review --line 3"], line_env, tmp_path, stdin="q\n")
+        recalibrated = run(AS_TESTED[".venv/bin/musc-online band recalibrate --line 3"], line_env, tmp_path)
+        assert "(calibrated)" in recalibrated
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0, daemon.stderr.read().decode()[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.parametrize("verb", ["eval", "replay"])
+def test_evaluation_and_replay_on_real_data(mvtec_root, line_env, tmp_path, verb):
+    (command,) = [tested for readme, tested in AS_TESTED.items() if readme.startswith(f".venv/bin/musc-online {verb} ")]
+    output = run(command, line_env, tmp_path)
+    assert "I-AUROC" in output
