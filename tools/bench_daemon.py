@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 from bench_common import cpu_name
-from line_harness import LINE, Answers, HarnessError, free_port_block, start_daemon, summary_ms, wait_ready
+from line_harness import LINE, Answers, HarnessError, start_daemon, summary_ms, wait_ready
 
 from musc_online.client import ControlClient, FrameSender
 from musc_online.synthetic import camera_frames
-from musc_online.transport import TransportSettings
+from musc_online.transport import TransportSettings, free_port_block
 
 CAMERA = "bench"
 

@@ -35,14 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from line_harness import LINE, Answers, HarnessError, free_port_block, start_daemon, summary_ms, wait_ready
+from line_harness import LINE, Answers, HarnessError, start_daemon, summary_ms, wait_ready
 
 from daemon.review.queue import mark, review_queue
 from daemon.store import Store
 from musc_online.client import ControlClient, FrameSender
 from musc_online.protocol import encode_frame
 from musc_online.synthetic import camera_frames
-from musc_online.transport import TransportSettings
+from musc_online.transport import TransportSettings, free_port_block
 
 CAMERA = "soak"
 IN_TRANSIT_S = 5.0  # frames lost in the kill were sent at most this long before it (on the wire, in buffers)
