@@ -257,3 +257,48 @@ def load_mask(path: str | Path | None, size: int, shape_hint: tuple[int, ...] | 
         image = image.convert("L")
     defect = Image.fromarray(np.asarray(image) != 0)
     return np.asarray(defect.resize((size, size), Image.Resampling.NEAREST), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Category:
+    """The file lists of one MVTec-layout category: train/good, test/good and defects by type."""
+
+    root: Path
+    category: str
+    train_good: list[Sample]
+    test_good: list[Sample]
+    defects: dict[str, list[Sample]]
+
+    def largest_type(self) -> str:
+        """The defect type with the most images (ties: the first by name)."""
+        return max(sorted(self.defects), key=lambda name: len(self.defects[name]))
+
+    def all_defects(self) -> list[Sample]:
+        """Every defective test image, by type then path."""
+        return [sample for name in sorted(self.defects) for sample in self.defects[name]]
+
+
+def read_category(root: str | Path, category: str) -> Category:
+    """The file lists of an MVTec-layout category, for staging streams; DatasetError naming what is missing."""
+    root = Path(root)
+    needs = "a stream needs train/good (the judges), test/good and at least one test/<defect_type> folder"
+    try:
+        train = list_samples(root, "mvtec", category, "train")
+        test = list_samples(root, "mvtec", category, "test")
+    except DatasetError as exc:
+        raise DatasetError(f"cannot build a stream from category {category!r} under {root}: {exc}") from exc
+    train_good = [s for s in train if s.label == 0]
+    test_good = [s for s in test if s.label == 0]
+    defects: dict[str, list[Sample]] = {}
+    for sample in test:
+        if sample.label == 1:
+            defects.setdefault(sample.defect_type, []).append(sample)
+    lacking = [
+        what
+        for what, present in (("train/good", train_good), ("test/good", test_good), ("defect", defects))
+        if not present
+    ]
+    if lacking:
+        folder = root / category
+        raise DatasetError(f"category {category!r} at {folder} has no {' or '.join(lacking)} images ({needs})")
+    return Category(root, category, train_good, test_good, defects)

@@ -14,24 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from musc_online.backbones import BackboneOutput
 from musc_online.datasets import Sample, load_image, load_mask
 from musc_online.metrics import compute_metrics
 from musc_online.online.corrections import confirm_defect, confirm_normal
 from musc_online.online.decision import Decision
+from musc_online.online.judges import change_product
 from musc_online.online.scorer import OnlineScorer
+from musc_online.prequential import FrameOutcome, summarise
+from musc_online.streams import Stream, StreamFrame
 
 Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class StreamFrame:
-    """One frame of a replayed stream with its ground truth (label 1 = defective)."""
-
-    frame_id: str
-    label: int
-    defect_type: str
-    load: Callable[[], np.ndarray]  # RGB uint8 (H, W, 3)
-    mask: Callable[[int], np.ndarray]  # ground-truth mask, bool (size, size)
 
 
 def frames_from_samples(samples: Sequence[Sample]) -> list[StreamFrame]:
@@ -110,18 +103,19 @@ class SimulatedOperator:
         self.rng = np.random.default_rng(seed)
         self.made = {"confirmed_ok": 0, "confirmed_defect": 0}
 
-    def review(self, scorer: OnlineScorer, frame: StreamFrame, decision: Decision) -> None:
-        """Maybe correct one decision (only flagged or unsure ones reach an operator)."""
+    def review(self, scorer: OnlineScorer, frame: StreamFrame, decision: Decision) -> str | None:
+        """Maybe correct one decision (only flagged or unsure ones reach an operator); the verdict given, if any."""
         if decision.label == "ok" or self.fraction == 0.0 or self.rng.random() >= self.fraction:
-            return
+            return None
         if self.limit is not None and sum(self.made.values()) >= self.limit:
-            return
+            return None
         if frame.label == 1:
             confirm_defect(scorer, decision.frame_id, label=frame.defect_type)
             self.made["confirmed_defect"] += 1
-        else:
-            confirm_normal(scorer, decision.frame_id)
-            self.made["confirmed_ok"] += 1
+            return "defect"
+        confirm_normal(scorer, decision.frame_id)
+        self.made["confirmed_ok"] += 1
+        return "ok"
 
 
 def replay(
@@ -159,4 +153,70 @@ def replay(
         latency_ms=latency_summary(decisions),
         frames_per_second=len(frames) / elapsed,
         corrections=dict(operator.made) if operator else {},
+    )
+
+
+@dataclass
+class StreamReplay:
+    """What a stress stream measured: each frame's outcome, the plant's figures, and the speed."""
+
+    stream: Stream
+    outcomes: list[FrameOutcome]
+    summary: dict[str, object]
+    frames_per_second: float
+    corrections: dict[str, int] = field(default_factory=dict)
+
+
+def replay_stream(
+    scorer: OnlineScorer,
+    stream: Stream,
+    operator: SimulatedOperator | None = None,
+    features: Sequence[BackboneOutput] | None = None,
+    progress: Progress | None = None,
+) -> StreamReplay:
+    """Run a stress stream through a scorer (judges already seeded) frame by frame, as a line would see it.
+
+    The stream's events happen on their frame: ``changeover`` changes the product (its judges, a fresh window,
+    the bands calibrated again). ``features`` are the frames' backbone outputs when already extracted (a
+    benchmark comparing scorers on one stream extracts them once).
+    """
+    outcomes = []
+    started = time.perf_counter()
+    for index, frame in enumerate(stream.frames):
+        if stream.events.get(index) == "changeover":  # a line without judges just starts over
+            judges = stream.changeover_judges if scorer.judges is not None and len(scorer.judges) else []
+            change_product(scorer, [load() for _, load in judges], [judge_id for judge_id, _ in judges])
+        if features is None:
+            decision = scorer.score(frame.load(), frame.frame_id)
+        else:
+            out = features[index]
+            maps, feature = out.patch_features, out.image_features[0]
+            decision = scorer.score_features(frame.frame_id, maps, feature, (scorer.backbone.image_size,) * 2)
+        corrected = operator.review(scorer, frame, decision) if operator else None
+        band = decision.band
+        outcomes.append(
+            FrameOutcome(
+                index=index,
+                frame_id=frame.frame_id,
+                truth=frame.label,
+                kind=frame.defect_type,
+                label=decision.label,
+                score=decision.score,
+                judge_score=decision.judge_score,
+                band_low=band.low,
+                band_high=band.high,
+                provisional=decision.provisional,
+                nearest_defect=decision.nearest_defect.label if decision.nearest_defect else None,
+                corrected=corrected,
+            )
+        )
+        if progress:
+            progress(1)
+    elapsed = time.perf_counter() - started
+    return StreamReplay(
+        stream,
+        outcomes,
+        summarise(outcomes, stream.warmup),
+        len(outcomes) / elapsed,
+        dict(operator.made) if operator else {},
     )

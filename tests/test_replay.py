@@ -107,7 +107,8 @@ def test_recurring_defect_is_masked_in_the_paper_setting_but_not_with_ok_admissi
 def test_corrections_of_the_first_false_alarms_cut_later_false_alarms_after_a_drift(
     mvtec_root, bottle_good, small_backbone
 ):
-    """Normal frames brighten half way; defects keep coming. An operator confirms the first three alarms."""
+    """Normal frames brighten half way; defects keep coming. An operator confirms the first three alarms after
+    the drift (before it, an operator reviews nothing)."""
     judges, normal = bottle_good[:10], bottle_good[10:]
     half = len(normal) // 2
     defect_paths = images_in(mvtec_root / "bottle" / "test" / "broken_large")[:4]
@@ -115,6 +116,11 @@ def test_corrections_of_the_first_false_alarms_cut_later_false_alarms_after_a_dr
     drifted = [_frame(f"n{half + i}", brighten(img), 0) for i, img in enumerate(normal[half:])]
     drifted += [_frame(f"d{i}", brighten(load_image(p)), 1, p.parent.name) for i, p in enumerate(defect_paths)]
     frames = [_frame(f"n{i}", img, 0) for i, img in enumerate(normal[:half])] + stream_order(drifted, "shuffled", 0)
+    before_drift = {f.frame_id for f in frames[:half]}
+
+    class AfterDrift(SimulatedOperator):
+        def review(self, scorer, frame, decision):
+            return None if frame.frame_id in before_drift else super().review(scorer, frame, decision)
 
     def run(operator: SimulatedOperator | None):
         scorer = OnlineScorer(small_backbone, OnlineSettings(window=16, judges_per_frame=8, calibration_scores=16))
@@ -127,7 +133,7 @@ def test_corrections_of_the_first_false_alarms_cut_later_false_alarms_after_a_dr
         return false_alarms, flagged_defects
 
     alarms_alone, defects_alone = run(None)
-    alarms_corrected, defects_corrected = run(SimulatedOperator(1.0, limit=3))
+    alarms_corrected, defects_corrected = run(AfterDrift(1.0, limit=3))
     print(
         f"after drift: false alarms {alarms_alone} -> {alarms_corrected}, defects flagged "
         f"{defects_alone} -> {defects_corrected} of 8"

@@ -20,7 +20,7 @@ from daemon.service.handoff import Handoff
 from daemon.store import Store
 from musc_online.datasets import images_in, load_image
 from musc_online.messages import control_reply, parse_control_request
-from musc_online.online.judges import add_judges, prepare_judges
+from musc_online.online.judges import add_judges, prepare_judges, remove_judge
 from musc_online.online.persistence import add_imported_judges, read_judges, write_judges
 from musc_online.online.scorer import OnlineScorer
 from musc_online.protocol import ProtocolError
@@ -124,7 +124,7 @@ class Control:
             return {"added": self.seed_judges(args["folder"])}
         if action == "remove":
             with self.lock:
-                self.scorer.remove_judge(args["id"])
+                remove_judge(self.scorer, args["id"])
             self.store.sync_judge(self.line, args["id"], False, "seed")
             self.snapshot()
             return {"removed": args["id"]}

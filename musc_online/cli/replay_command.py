@@ -27,6 +27,7 @@ from musc_online.cli.options import (
     musc_settings,
     write_json,
 )
+from musc_online.cli.stream_replay import STREAM_NAMES, StreamRun, replay_stress_stream
 from musc_online.datasets import images_in, list_samples, load_image
 
 if TYPE_CHECKING:
@@ -64,6 +65,20 @@ def replay_command(
     judges: Annotated[Path | None, typer.Option(help="Folder of known-good images to seed the judges.")] = None,
     judges_per_frame: Annotated[int, typer.Option(help="Judges added to each frame's references.")] = 16,
     admit: Annotated[str, typer.Option(help="Window admission: ok (decided-ok frames vote) or all (paper).")] = "ok",
+    anchor: Annotated[str, typer.Option(help="judges (a frame is ok only if its judges agree) or none (paper).")] = (
+        "judges"
+    ),
+    calibration: Annotated[
+        str, typer.Option(help="Band from known_good parts (judges, confirmed ok) or admitted frames.")
+    ] = "known_good",
+    stream: Annotated[
+        str | None, typer.Option(help=f"A stress stream staged from the category: {', '.join(STREAM_NAMES)}.")
+    ] = None,
+    length: Annotated[int, typer.Option(help="--stream: frames in the stream.")] = 400,
+    records: Annotated[
+        Path | None, typer.Option(help="--stream: write each frame's outcome here (JSON lines).")
+    ] = None,
+    timeline: Annotated[Path | None, typer.Option(help="--stream: draw the stream's timeline here (PNG).")] = None,
     order: Annotated[str, typer.Option(help="Stream order: dataset or shuffled.")] = "shuffled",
     seed: Annotated[int, typer.Option(help="Seed of the shuffle and of the simulated operator.")] = 0,
     operator_corrects: Annotated[
@@ -78,7 +93,9 @@ def replay_command(
     device: Device = "auto",
     json_out: JsonOut = None,
 ) -> None:
-    """Stream a dataset's test images through the online scorer and report metrics, decisions and latency."""
+    """Stream a dataset's test images (or, with --stream, a stress stream staged from them) through the online
+    scorer and report what a line would see: metrics, decisions and latency; for a stress stream the plant's
+    figures (escapes, false alarms and unsure frames per 1,000 parts, time to learn) and a timeline picture."""
     from tqdm import tqdm
 
     from musc_online.evaluation import evaluate_category
@@ -89,7 +106,24 @@ def replay_command(
 
     with clean_errors():
         musc = musc_settings(r_list, topmin_max, topk_rounding, k_list)
-        settings = OnlineSettings(window=window, judges_per_frame=judges_per_frame, admission=admit, musc=musc)
+        settings = OnlineSettings(
+            window=window,
+            judges_per_frame=judges_per_frame,
+            admission=admit,
+            anchor=anchor,
+            calibration=calibration,
+            musc=musc,
+        )
+        if stream:
+            stream_run = StreamRun(stream, length, seed, operator_corrects, records, timeline, json_out)
+            replay_stress_stream(
+                stream_run,
+                root,
+                category,
+                settings,
+                build_backbone(backbone, size, layers, weights, pick_device(device)),
+            )
+            return
         torch_device = pick_device(device)
         model = build_backbone(backbone, size, layers, weights, torch_device)
         samples = list_samples(root, layout, category, "test")

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from musc_online.batch import score_batch
+from musc_online.batch import score_batch, upsample
+from musc_online.msm import distances_from_similarity, interval_mean, interval_size, query_similarity
+from musc_online.online.calibration import Calibration
 from musc_online.online.scorer import OnlineScorer
+from musc_online.online.window import RollingWindow
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class JudgeCandidate:
     judge_id: str
     image_feature: torch.Tensor
     features: list[torch.Tensor]
+    grids: list[tuple[int, int]]
     score: float
 
 
@@ -49,22 +53,26 @@ def prepare_judges(
     layer_maps = [torch.cat(parts) for parts in zip(*layer_batches, strict=True)]
     image_features = torch.cat(feature_batches)
     scores = _mutual_scores(scorer, layer_maps, image_features)
-    return [
-        JudgeCandidate(judge_id, image_features[i], scorer.scoring_sets([m[i : i + 1] for m in layer_maps])[0], score)
-        for i, (judge_id, score) in enumerate(zip(ids, scores, strict=True))
-    ]
+    candidates = []
+    for i, (judge_id, score) in enumerate(zip(ids, scores, strict=True)):
+        sets, grids = scorer.scoring_sets([m[i : i + 1] for m in layer_maps])
+        candidates.append(JudgeCandidate(judge_id, image_features[i], sets, grids, score))
+    return candidates
 
 
 def add_judges(scorer: OnlineScorer, candidates: Iterable[JudgeCandidate]) -> int:
-    """Add prepared judges to the bank; their scores count as normal scores for calibrating the band."""
-    added = 0
+    """Add prepared judges to the bank; they are parts known to be good, so their scores calibrate the bands: the
+    mutual score for the combined opinion, and each one's score against the other judges for the judges' own."""
+    candidates = list(candidates)
     for candidate in candidates:
         scorer.ensure_banks(candidate.image_feature)
         scorer.judges.add(candidate.judge_id, candidate.image_feature, candidate.features, score=candidate.score)
-        scorer.normal_scores.append(candidate.score)
-        added += 1
-    scorer.update_calibration()
-    return added
+    for candidate in candidates:
+        judged = judges_opinion(
+            scorer, candidate.features, candidate.grids, candidate.image_feature, candidate.judge_id
+        )
+        scorer.calibration.add_known_good(candidate.score, judged)
+    return len(candidates)
 
 
 def seed_judges(
@@ -81,6 +89,31 @@ def seed_judges(
     return add_judges(scorer, prepare_judges(scorer, images, ids, batch_size, progress))
 
 
+def remove_judge(scorer: OnlineScorer, judge_id: str) -> None:
+    """Take a judge out of the bank (it stays in the window if it votes there)."""
+    if scorer.judges is None or judge_id not in scorer.judges:
+        raise KeyError(f"no judge {judge_id!r} in the bank")
+    scorer.judges.remove(judge_id)
+    for correction in scorer.corrections.values():  # a confirmed-good frame no longer judging stops lifting
+        if correction.frame_id == judge_id and correction.verdict == "ok":
+            scorer.calibration.judge_thresholds.remove_label(correction.correction_id)
+
+
+def change_product(scorer: OnlineScorer, images: Sequence[np.ndarray], ids: Sequence[str]) -> int:
+    """A product changeover: the old product's judges, voters and calibration no longer apply. Seed the new
+    product's good parts as judges, start an empty window and calibrate the bands from the new judges.
+    Known defects stay (their look-alikes are still worth flagging). With no images the line starts over without
+    judges, warming up on the new product. Returns how many judges were seeded."""
+    candidates = prepare_judges(scorer, images, ids)
+    scorer.judges = None
+    scorer.window = RollingWindow(scorer.settings.window, scorer.device, scorer.dtype)
+    scorer.calibration = Calibration(scorer.settings)
+    added = add_judges(scorer, candidates)
+    if added >= scorer.settings.thresholds.min_scores:
+        scorer.recalibrate()
+    return added
+
+
 def _mutual_scores(scorer: OnlineScorer, layer_maps: list[torch.Tensor], image_features: torch.Tensor) -> list[float]:
     """Scores of seed judges against each other (batch MuSc, same scale as frame scores)."""
     count = image_features.shape[0]
@@ -90,3 +123,27 @@ def _mutual_scores(scorer: OnlineScorer, layer_maps: list[torch.Tensor], image_f
     similarity = image_features.cpu() @ image_features.cpu().T
     rescored = scorer.rscin_rows(batch.image_scores.float(), similarity, batch.image_scores.float())
     return [float(s) for s in rescored]
+
+
+def judges_opinion(
+    scorer: OnlineScorer,
+    sets: list[torch.Tensor],
+    grids: list[tuple[int, int]],
+    image_feature: torch.Tensor,
+    exclude: str,
+) -> float | None:
+    """The judges' own opinion of an image that is itself a judge: its MSM score against the
+    ``judges_per_frame`` judges most like it, itself left out (how a seed judge's known-good score is made)."""
+    found = scorer.judges.search(image_feature, scorer.settings.judges_per_frame + 1)[0] if scorer.judges else []
+    judge_ids = [judge_id for judge_id, _ in found if judge_id != exclude][: scorer.settings.judges_per_frame]
+    if not judge_ids:
+        return None
+    musc = scorer.settings.musc
+    k = interval_size(len(judge_ids), musc.topmin_max, musc.topk_rounding)
+    finest = max(grids, key=lambda hw: hw[0] * hw[1])
+    total = torch.zeros(finest, dtype=torch.float64, device=scorer.device)
+    for query, references, grid in zip(sets, scorer.judges.patch_features(judge_ids), grids, strict=True):
+        distances = distances_from_similarity(query_similarity(query, references, musc.block_elements))
+        total += upsample(interval_mean(distances, k, dim=0).view(1, *grid).double(), finest)[0]
+    size = (scorer.backbone.image_size, scorer.backbone.image_size)
+    return float(upsample((total / len(sets)).cpu()[None], size).max())

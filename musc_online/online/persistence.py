@@ -23,7 +23,7 @@ from musc_online.online.corrections import Correction
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.window import RollingWindow
 
-FORMAT = 1
+FORMAT = 2  # 2: two calibrated opinions (judges' own band, known-good pools)
 STATE_FILE = "state.json"
 WINDOW_FILE = "window.npz"
 JUDGE_EXPORT_FILES = {INDEX_FILE, FEATURES_FILE, META_FILE}
@@ -65,8 +65,7 @@ def capture(scorer: OnlineScorer) -> ScorerSnapshot:
         "format": FORMAT,
         "fingerprint": scorer.fingerprint,
         "window_ids": ids,
-        "thresholds": scorer.thresholds.state(),
-        "normal_scores": list(scorer.normal_scores),
+        "calibration": scorer.calibration.state(),
         "counts": dict(scorer.counts),
         "next_frame": scorer.next_frame,
         "corrections": [asdict(c) for c in scorer.corrections.values()],
@@ -111,8 +110,12 @@ def load(scorer: OnlineScorer, folder: str | Path) -> dict[str, int]:
             features = [torch.from_numpy(arrays[k][i]).to(scorer.device, scorer.dtype) for k in sets]
             feature = torch.from_numpy(arrays["image_features"][i]).to(scorer.device)
             scorer.window.admit(frame_id, features, feature, float(arrays["scores"][i]))
-    scorer.thresholds.restore(state["thresholds"])
-    scorer.normal_scores = [float(s) for s in state["normal_scores"]]
+    if state["format"] == 1:  # one band, and the normal scores it came from: they were all admitted frames'
+        calibration = {"admitted": state["normal_scores"], "known_good": [], "known_good_judged": []}
+        unset = {"base": [float("nan"), float("nan"), "unset"], "labels": {}}
+        calibration |= {"thresholds": state["thresholds"], "judge_thresholds": unset}
+        state["calibration"] = calibration
+    scorer.calibration.restore(state["calibration"])
     scorer.counts = {k: int(v) for k, v in state["counts"].items()}
     scorer.next_frame = int(state["next_frame"])
     scorer.corrections = {}

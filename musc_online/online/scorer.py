@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,9 +25,10 @@ from musc_online.batch import upsample
 from musc_online.lnamd import lnamd
 from musc_online.msm import compute_dtype, distances_from_similarity, interval_mean, interval_size, query_similarity
 from musc_online.online.bank import FeatureBank
-from musc_online.online.decision import Decision, NearestDefect
+from musc_online.online.calibration import Calibration
+from musc_online.online.decision import Decision, NearestDefect, combine_opinions
 from musc_online.online.settings import OnlineSettings
-from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy, calibrate
+from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy
 from musc_online.online.window import RollingWindow
 from musc_online.rscin import min_max_normalise, neighbourhood_average
 
@@ -40,6 +41,7 @@ class FrameRecord:
     image_feature: torch.Tensor
     score: float
     label: str
+    judge_score: float | None = None
 
 
 class UnknownFrameError(KeyError):
@@ -60,14 +62,18 @@ class OnlineScorer:
         self.window = RollingWindow(settings.window, self.device, self.dtype)
         self.judges: FeatureBank | None = None
         self.defects: FeatureBank | None = None
-        self.thresholds = ThresholdPolicy(settings.thresholds)
-        self.normal_scores: list[float] = []
+        self.calibration = Calibration(settings)
         self.history: OrderedDict[str, FrameRecord] = OrderedDict()
         self.corrections: dict = {}  # correction id -> corrections.Correction, in the order they were made
         self.counts = {"frames": 0, "ok": 0, "unsure": 0, "defect": 0, "provisional": 0}
         self.next_frame = 0
 
     # ----------------------------------------------------------------------------------------- features
+    @property
+    def thresholds(self) -> ThresholdPolicy:
+        """The combined opinion's band and the corrections that move it."""
+        return self.calibration.thresholds
+
     @property
     def fingerprint(self) -> dict[str, object]:
         """What must match for features to be comparable (banks refuse imports that differ)."""
@@ -93,12 +99,6 @@ class OnlineScorer:
             dim = image_feature.numel()
             self.judges = FeatureBank(dim, device=self.device)
             self.defects = FeatureBank(dim, device="cpu")
-
-    def remove_judge(self, judge_id: str) -> None:
-        """Take a judge out of the bank (it stays in the window if it votes there)."""
-        if self.judges is None or judge_id not in self.judges:
-            raise KeyError(f"no judge {judge_id!r} in the bank")
-        self.judges.remove(judge_id)
 
     # ------------------------------------------------------------------------------------------ scoring
     def score(self, image: np.ndarray, frame_id: str | None = None) -> Decision:
@@ -237,20 +237,22 @@ class OnlineScorer:
 
         judge_ids = self._pick_judges(image_feature)
         voters = len(self.window)
-        patch_map, references = self._msm(sets, grids, judge_ids)
+        patch_map, judges_map, references = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
         lap("msm")
 
         size = (self.backbone.image_size, self.backbone.image_size)
         raw = float(upsample(patch_map[None], size).max()) if references else 0.0
+        judge_score = None if judges_map is None else float(upsample(judges_map[None], size).max())
         score = self.rescore(raw, image_feature, judge_ids)
         lap("rscin")
 
-        band = self._current_band()
-        label = band.decide(score)
-        provisional = references < self.steady_references() or not self.thresholds.calibrated
-        admitted = self._admit(frame_id, sets, image_feature, score, label, band)
+        band = self.calibration.band()
         nearest = self._nearest_defect(image_feature)
-        self.remember(frame_id, FrameRecord(sets, image_feature, score, label))
+        label, opinions = self._opinions(band.decide(score), judge_score, nearest)
+        steady = references >= self.steady_references()
+        provisional = not steady or not self.thresholds.calibrated
+        admitted = self._admit(frame_id, sets, image_feature, score, label, band, steady)
+        self.remember(frame_id, FrameRecord(sets, image_feature, score, label, judge_score))
         self._count(label, provisional)
         lap("decide")
         timings["total"] = sum(timings.values())
@@ -267,22 +269,41 @@ class OnlineScorer:
             nearest_defect=nearest,
             admitted=admitted,
             timings_ms=timings,
+            judge_score=judge_score,
+            opinions=opinions,
         )
 
+    def _judge_rows(self, judge_ids: list[str]) -> list[int]:
+        """Rows of the reference set that are judges: voters that are also judges (confirmed good), then the
+        judges picked for this frame. The judges' own opinion is the frame against these rows alone."""
+        voting = [i for i, frame_id in enumerate(self.window.ids) if self.judges and frame_id in self.judges]
+        return voting + list(range(len(self.window), len(self.window) + len(judge_ids)))
+
     def _msm(
-        self, sets: list[torch.Tensor], grids: list[tuple[int, int]], judge_ids: list[str]
-    ) -> tuple[torch.Tensor, int]:
-        """Mean MSM patch map over the scoring sets on the finest grid, and the reference count."""
+        self, sets: list[torch.Tensor], grids: list[tuple[int, int]], judge_ids: list[str], judge_rows: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """Mean MSM patch map over the scoring sets on the finest grid against all references (voters and judges),
+        the same against the ``judge_rows`` alone (None without any: the judges' own opinion), and the reference
+        count. Both come from the same similarity blocks: the judges' opinion costs one more interval mean per set.
+        """
         finest = max(grids, key=lambda hw: hw[0] * hw[1])
         references = len(self.window) + len(judge_ids)
         if references == 0:
-            return torch.zeros(finest, dtype=torch.float64), 0
-        k = interval_size(references, self.settings.musc.topmin_max, self.settings.musc.topk_rounding)
+            return torch.zeros(finest, dtype=torch.float64), None, 0
+        musc = self.settings.musc
+        k = interval_size(references, musc.topmin_max, musc.topk_rounding)
+        k_judges = interval_size(len(judge_rows), musc.topmin_max, musc.topk_rounding) if judge_rows else 0
+        rows = torch.tensor(judge_rows, dtype=torch.long, device=self.device)
         total = torch.zeros(finest, dtype=torch.float64, device=self.device)
+        judged = torch.zeros_like(total)
         for similarity, grid in zip(self._reference_similarity(sets, judge_ids), grids, strict=True):
-            scores = interval_mean(distances_from_similarity(similarity), k, dim=0)
-            total += upsample(scores.view(1, *grid).double(), finest)[0]
-        return (total / len(sets)).cpu(), references
+            distances = distances_from_similarity(similarity)
+            total += upsample(interval_mean(distances, k, dim=0).view(1, *grid).double(), finest)[0]
+            if judge_rows:
+                by_judges = interval_mean(distances.index_select(0, rows), k_judges, dim=0)
+                judged += upsample(by_judges.view(1, *grid).double(), finest)[0]
+        judges_map = (judged / len(sets)).cpu() if judge_rows else None
+        return (total / len(sets)).cpu(), judges_map, references
 
     def rescore(self, raw: float, image_feature: torch.Tensor, judge_ids: Sequence[str] = ()) -> float:
         """Online RsCIN of one frame's raw score over itself, the window's voters and the given judges."""
@@ -296,12 +317,14 @@ class OnlineScorer:
         return float(self.rscin_rows(torch.tensor([raw]), similarity, torch.cat(scores).float())[0])
 
     # ------------------------------------------------------------------------------------- band, window
-    def _current_band(self) -> ThresholdBand:
-        """The frozen band once calibrated; before that one from the normal scores seen so far."""
-        if self.thresholds.calibrated:
-            return self.thresholds.band
-        band = calibrate(self.normal_scores, self.settings.thresholds)
-        return band if band.source == "unset" else replace(band, source="provisional")
+    def _opinions(
+        self, combined: str, judge_score: float | None, nearest: NearestDefect | None
+    ) -> tuple[str, dict[str, str | None]]:
+        """The label and what said what (see ``decision.combine_opinions``; ``anchor``, ``defect_guard``)."""
+        judge_band = self.calibration.judge_band()
+        judged = None if judge_score is None or judge_band.source == "unset" else judge_band.decide(judge_score)
+        guarded = nearest.label or nearest.frame_id if nearest is not None and self.settings.defect_guard else None
+        return combine_opinions(combined, judged, guarded, self.settings.anchor)
 
     def _admit(
         self,
@@ -311,13 +334,19 @@ class OnlineScorer:
         score: float,
         label: str,
         band: ThresholdBand,
+        steady: bool,
     ) -> bool:
-        """Let the frame vote per the admission policy; with no band yet, every frame votes (warm-up)."""
+        """Let the frame vote per the admission policy; with no band yet, every frame votes (warm-up).
+
+        Only a frame scored against the full reference set counts towards calibration: with fewer references
+        the interval mean reaches nearer neighbours, so young-window scores run low and a band set from them
+        would call most steady frames defective.
+        """
         if self.settings.admission == "ok" and band.source != "unset" and label != "ok":
             return False
         self.admit_to_window(frame_id, sets, image_feature, score)
-        self.normal_scores.append(score)
-        self.update_calibration()
+        if steady:
+            self.calibration.add_admitted(score)
         return True
 
     def admit_to_window(
@@ -328,27 +357,15 @@ class OnlineScorer:
         if pushed_out is not None:
             for correction in self.corrections.values():
                 if correction.frame_id == pushed_out and correction.verdict == "ok" and not correction.undone:
-                    self.thresholds.remove_label(correction.correction_id)
-
-    def update_calibration(self) -> None:
-        """Calibrate and freeze the band once enough normal scores exist (judges' and admitted frames')."""
-        if not self.thresholds.calibrated and len(self.normal_scores) >= self.settings.calibration_scores:
-            self.thresholds.calibrate(self.normal_scores)
+                    self.thresholds.remove_label(correction.correction_id)  # the judges' band: while it judges
 
     def set_band(self, low: float, high: float) -> ThresholdBand:
         """Set the decision band by hand (corrections still adjust it)."""
         return self.thresholds.set_band(low, high)
 
     def recalibrate(self) -> ThresholdBand:
-        """Calibrate the band again from the current judges and voters (e.g. after a product change)."""
-        scores = [self.judges.score(j) for j in self.judges.ids()] if self.judges else []
-        scores += [float(s) for s in self.window.voter_scores()]
-        if len(scores) < self.settings.thresholds.min_scores:
-            raise ValueError(
-                f"recalibrating needs at least {self.settings.thresholds.min_scores} normal scores (judges and "
-                f"voters); the line has {len(scores)}: add judges or let the window fill first"
-            )
-        return self.thresholds.calibrate(scores)
+        """Calibrate the bands again from the known-good scores (e.g. after a product change; see ``calibration``)."""
+        return self.calibration.recalibrate([float(s) for s in self.window.voter_scores()])
 
     def _nearest_defect(self, image_feature: torch.Tensor) -> NearestDefect | None:
         if self.defects is None or len(self.defects) == 0:
@@ -364,26 +381,10 @@ class OnlineScorer:
         self.counts[label] += 1
         self.counts["provisional"] += int(provisional)
 
-    def frame_data(self, frame_id: str) -> FrameRecord:
-        """A frame's features, score and decided label, wherever the scorer still holds them."""
-        if frame_id in self.history:
-            return self.history[frame_id]
-        if frame_id in self.window:
-            image_feature, score = self.window.voter(frame_id)
-            return FrameRecord(self.window.features_of(frame_id), image_feature, score, "ok")
-        for bank, label in ((self.judges, "ok"), (self.defects, "defect")):
-            if bank is not None and frame_id in bank:
-                features = [f.to(self.device, self.dtype) for f in bank.patch_features([frame_id])]
-                image_feature = bank.image_features([frame_id])[0].to(self.device)
-                return FrameRecord([f[0] for f in features], image_feature, float(bank.score(frame_id)), label)
-        raise UnknownFrameError(
-            f"frame {frame_id!r} is not among the last {self.settings.history} frames, the voters, the judges or "
-            "the known defects: it is too old (or unknown) to correct; add its image as a judge instead"
-        )
-
     def stats(self) -> dict[str, object]:
         """Counters and state for status displays and metrics."""
-        band = self._current_band()
+        band = self.calibration.band()
+        judge_band = self.calibration.judge_band()
         return {
             **self.counts,
             "window": len(self.window),
@@ -391,6 +392,8 @@ class OnlineScorer:
             "judges": len(self.judges) if self.judges else 0,
             "known_defects": len(self.defects) if self.defects else 0,
             "band": {"low": band.low, "high": band.high, "source": band.source},
+            "judge_band": {"low": judge_band.low, "high": judge_band.high, "source": judge_band.source},
+            "expected_per_1000": self.calibration.expected_per_1000(),
             "corrections": sum(not c.undone for c in self.corrections.values()),
             "corrections_moving_band": self.thresholds.moved_by,
         }

@@ -33,11 +33,29 @@ class ThresholdSettings:
         3.0, "Robust standard deviations above the quantile where defects start (at least low_margin).", at_least(0.0)
     )
     min_scores: int = knob(8, "Normal scores needed for any band; with fewer every decision is unsure.", at_least(2))
+    method: str = knob(
+        "target",
+        '"target": the band from stated rates of good parts flagged and decided defect (a normal tail fitted to the '
+        'known-good scores\' median and robust spread); "quantile": the quantile plus margins above.',
+        one_of("target", "quantile"),
+    )
+    false_alarms_per_1000: float = knob(
+        2.0,
+        "target: good parts per 1,000 expected at or above the band's high end (decided defect).",
+        between(0.01, 500),
+    )
+    flagged_per_1000: float = knob(
+        20.0,
+        "target: good parts per 1,000 expected at or above the band's low end (unsure or defect: an operator looks).",
+        between(0.01, 500),
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
         if self.high_margin < self.low_margin:
             raise SettingError(("high_margin", "low_margin"), "must be at least low_margin")
+        if self.flagged_per_1000 < self.false_alarms_per_1000:
+            raise SettingError(("flagged_per_1000", "false_alarms_per_1000"), "must be at least false_alarms_per_1000")
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,21 @@ class OnlineSettings:
         32,
         "Normal scores after which the threshold band is calibrated and frozen (at least thresholds.min_scores).",
         at_least(2),
+    )
+    anchor: str = knob(
+        "judges",
+        '"judges": a frame is decided ok only when its judges alone also find it normal, so frames in the window '
+        'cannot vouch for their look-alikes on their own; "none": the window and judges together decide (the paper).',
+        one_of("judges", "none"),
+    )
+    calibration: str = knob(
+        "known_good",
+        '"known_good": the bands come from parts known to be good (seed judges, frames confirmed ok), warm-up frames '
+        'only making up a shortfall; "admitted": from every frame admitted while no band existed (earlier versions).',
+        one_of("known_good", "admitted"),
+    )
+    defect_guard: bool = knob(
+        True, "A frame that looks like a defect an operator confirmed (see defect_match) is never decided ok."
     )
     defect_match: float = knob(
         0.9,

@@ -1,9 +1,10 @@
 """The decision band: scores below ``low`` are ok, at or above ``high`` defect, in between unsure.
 
-Zero-shot inspection has no labelled threshold at start, so the band is calibrated from normal frames
-alone (judges and admitted voters): a high quantile of their scores plus a margin in robust standard
-deviations (1.4826 x the median absolute deviation). It is then frozen, so that it does not chase the
-window, and moves only when an operator sets it or corrections show it wrong:
+Zero-shot inspection has no labelled threshold at start, so the band is calibrated from the scores of parts
+known to be good (see ``calibration``): by default where a normal tail fitted to their median and robust spread
+(1.4826 x the median absolute deviation) puts a stated rate of flagged and of defect-called good parts per
+1,000; or a high quantile plus margins. It is then frozen, so that it does not chase the window, and moves only
+when an operator sets it or corrections show it wrong:
 - a frame confirmed ok at score s lifts ``low`` above s (look-alikes become ok), keeping the band width,
   for as long as that frame votes in the window: by the time it leaves, look-alikes have been admitted
   and score low on their own, and a lasting lift would only hide defects;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import numpy as np
 
@@ -46,14 +48,46 @@ UNSET = ThresholdBand(float("nan"), float("nan"), "unset")
 
 
 def calibrate(normal_scores: Iterable[float], settings: ThresholdSettings = ThresholdSettings()) -> ThresholdBand:
-    """Band from scores of frames taken as normal; UNSET when there are fewer than ``min_scores``."""
+    """Band from scores of parts taken as normal; UNSET when there are fewer than ``min_scores``.
+
+    ``target``: low and high where a normal tail fitted to the scores' median and robust spread puts
+    ``flagged_per_1000`` and ``false_alarms_per_1000`` good parts per 1,000 (a few hundred good scores cannot
+    show a 1-in-500 rate directly; the fit can). ``quantile``: a quantile plus margins in robust spreads.
+    """
     scores = np.asarray(list(normal_scores), dtype=np.float64)
     if scores.size < settings.min_scores:
         return UNSET
+    centre = float(np.median(scores))
+    sigma = 1.4826 * float(np.median(np.abs(scores - centre)))
+    sigma = max(sigma, 1e-6 * max(abs(centre), 1e-12))
+    if settings.method == "target":
+        low = centre + _tail_z(settings.flagged_per_1000) * sigma
+        high = centre + _tail_z(settings.false_alarms_per_1000) * sigma
+        return ThresholdBand(low, high, "calibrated")
     base = float(np.quantile(scores, settings.quantile))
-    sigma = 1.4826 * float(np.median(np.abs(scores - np.median(scores))))
-    sigma = max(sigma, 1e-6 * max(abs(base), 1e-12))
     return ThresholdBand(base + settings.low_margin * sigma, base + settings.high_margin * sigma, "calibrated")
+
+
+def _tail_z(per_1000: float) -> float:
+    """How many spreads above the centre a normal tail holds ``per_1000`` of its mass."""
+    return NormalDist().inv_cdf(1.0 - per_1000 / 1000.0)
+
+
+def expected_per_1000(band: ThresholdBand, normal_scores: Iterable[float]) -> dict[str, float | None]:
+    """How many good parts per 1,000 the band flags and calls defective: by the fitted normal tail (what the band
+    was set for) and as observed among the known-good scores it was calibrated from."""
+    scores = np.asarray(list(normal_scores), dtype=np.float64)
+    if band.source == "unset" or scores.size < 2:
+        return {"flagged": None, "false_alarms": None, "observed_flagged": None, "observed_false_alarms": None}
+    centre = float(np.median(scores))
+    sigma = max(1.4826 * float(np.median(np.abs(scores - centre))), 1e-12)
+    tail = NormalDist(centre, sigma)
+    return {
+        "flagged": 1000.0 * (1.0 - tail.cdf(band.low)),
+        "false_alarms": 1000.0 * (1.0 - tail.cdf(band.high)),
+        "observed_flagged": 1000.0 * float(np.mean(scores >= band.low)),
+        "observed_false_alarms": 1000.0 * float(np.mean(scores >= band.high)),
+    }
 
 
 def _just_above(score: float) -> float:
@@ -95,7 +129,10 @@ class ThresholdPolicy:
     @property
     def band(self) -> ThresholdBand:
         """The base band adjusted by every active correction (see the module docstring)."""
-        base = self.base
+        return self.adjusted(self.base)
+
+    def adjusted(self, base: ThresholdBand) -> ThresholdBand:
+        """``base`` moved by every active correction (also used for a provisional band before calibration)."""
         if base.source == "unset" or not self.labels:
             return base
         ok = [s for s, defect in self.labels.values() if not defect]

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ import torch
 from musc_online.backbones import create_backbone
 from musc_online.batch import score_batch, score_patches
 from musc_online.online.corrections import confirm_defect, confirm_normal, undo
-from musc_online.online.judges import seed_judges
+from musc_online.online.judges import remove_judge, seed_judges
 from musc_online.online.persistence import export_judges, import_judges, load, save
 from musc_online.online.scorer import OnlineScorer, UnknownFrameError
 from musc_online.online.settings import OnlineSettings
@@ -129,7 +131,7 @@ def test_judges_fill_the_young_window_and_survive_save_and_load(backbone, tmp_pa
     assert restored.judges.ids() == scorer.judges.ids()
     assert restored.window.ids == scorer.window.ids
     assert repr(restored.thresholds.band) == repr(scorer.thresholds.band)
-    assert restored.normal_scores == scorer.normal_scores
+    assert json.dumps(restored.calibration.state()) == json.dumps(scorer.calibration.state())
     again = restored.score(images[8], "frame2")
     same = scorer.score(images[8], "frame2")
     assert again.score == pytest.approx(same.score, rel=1e-5)
@@ -183,7 +185,7 @@ def test_judges_export_and_import_between_scorers_of_the_same_setup(backbone, tm
     seed_judges(target, images[:1], ["good0"])
     assert import_judges(target, tmp_path / "bank.zip") == ["good1", "good2", "good3", "good4"]
     assert target.judges.ids() == source.judges.ids()
-    target.remove_judge("good3")
+    remove_judge(target, "good3")
     assert "good3" not in target.judges
 
 

@@ -59,10 +59,10 @@ def test_band_show_set_and_recalibrate_reach_the_running_line(tmp_path, monkeypa
             monkeypatch.setenv(key, value)
     rng = np.random.default_rng(0)
     with FrameSender(daemon.settings, line=LINE) as sender:
-        for i in range(20):
+        for i in range(40):  # the window (16), then 16 steady scores to calibrate from, and some to spare
             sender.send(synthetic_product(rng, 160), camera="cam-1", frame_id=f"b{i}", encoding="png")
     deadline = time.monotonic() + 120
-    while daemon.call("status")["result"]["counts"]["decided"] < 20 and time.monotonic() < deadline:
+    while daemon.call("status")["result"]["counts"]["decided"] < 40 and time.monotonic() < deadline:
         time.sleep(0.2)
 
     def band(*args: str):

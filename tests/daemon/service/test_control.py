@@ -14,15 +14,15 @@ from ..inprocess import InProcessLine, frame
 def test_the_band_is_set_and_recalibrated_live_recorded_and_shown(tmp_path):
     line = InProcessLine(tmp_path / "lines")
     rng = np.random.default_rng(0)
-    line.send({f"f{i}": frame(rng) for i in range(12)})
-    line.answers(12)
+    line.send({f"f{i}": frame(rng) for i in range(24)})  # window 8, then 8 steady scores calibrate the band
+    line.answers(24)
     calibrated = line.call("band")["result"]["band"]
     assert calibrated["source"] == "calibrated"
 
     reply = line.call("band", action="set", low=0.1, high=0.2, operator="ann")["result"]
     assert reply["band"] == {"low": 0.1, "high": 0.2, "source": "operator"} and reply["before"] == calibrated
     line.send({"after-set": frame(rng)})
-    assert line.answers(13)["after-set"]["band"] == [0.1, 0.2]
+    assert line.answers(25)["after-set"]["band"] == [0.1, 0.2]
 
     refused = line.call("band", action="set", low=0.5, high=0.4)
     assert not refused["ok"] and "low <= high" in refused["error"]

@@ -1,0 +1,128 @@
+"""Where the decision bands come from: scores of parts known to be good, not whatever the warm-up let in.
+
+Two opinions are judged, each by its own band: the combined one (the frame against the window's voters and
+its judges, as the paper scores it) and the judges' own (the frame against its judges alone). Both bands are
+calibrated from known-good scores: the seed judges (each scored against the others) and the frames an operator
+confirmed good. Only when there are too few of those (a line started without seed judges) do the scores of
+frames admitted during warm-up make up the shortfall; ``calibration = "admitted"`` keeps the earlier rule
+(every admitted frame counts) for comparison. Once calibrated a band is frozen until recalibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from musc_online.online.settings import OnlineSettings
+from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy, calibrate, expected_per_1000
+
+
+class Calibration:
+    """The score pools, and the band of each opinion (the combined one, the judges' own)."""
+
+    def __init__(self, settings: OnlineSettings) -> None:
+        self.settings = settings
+        self.admitted: list[float] = []  # scores of frames admitted to the window
+        self.known_good: list[float] = []  # combined scores of seed judges and confirmed-good frames
+        self.known_good_judged: list[float] = []  # the judges' own scores of the same
+        self.thresholds = ThresholdPolicy(settings.thresholds)
+        self.judge_thresholds = ThresholdPolicy(settings.thresholds)
+
+    def _pool(self) -> list[float]:
+        """The scores the combined band is calibrated from."""
+        if self.settings.calibration == "admitted":
+            return self.known_good + self.admitted
+        shortfall = max(0, self.settings.calibration_scores - len(self.known_good))
+        return self.known_good + self.admitted[:shortfall]
+
+    def band(self) -> ThresholdBand:
+        """The combined opinion's band: frozen once calibrated; before that, provisional from the pool so far.
+        Operators' corrections move either (see ``thresholds``)."""
+        if self.thresholds.calibrated:
+            return self.thresholds.band
+        band = calibrate(self._pool(), self.settings.thresholds)
+        return band if band.source == "unset" else self.thresholds.adjusted(replace(band, source="provisional"))
+
+    def judge_band(self) -> ThresholdBand:
+        """The judges' own opinion's band (unset until enough known-good judge scores exist)."""
+        return self.judge_thresholds.band
+
+    def expected_per_1000(self) -> dict[str, float | None]:
+        """Good parts per 1,000 the combined band flags and calls defective (fitted and observed; see thresholds)."""
+        return expected_per_1000(self.band(), self._pool())
+
+    def add_label(self, correction_id: str, score: float, judged: float | None, is_defect: bool) -> None:
+        """An operator's verdict on a frame: it moves both bands (by its combined and its judges' own score).
+
+        An ok verdict lifts the combined band while its frame votes in the window (see ``thresholds``) and the
+        judges' band while it is a judge: its judges' score is what judges say of a part known to be good."""
+        self.thresholds.add_label(correction_id, score, is_defect)
+        if judged is not None:
+            self.judge_thresholds.add_label(correction_id, judged, is_defect)
+
+    def remove_label(self, correction_id: str) -> None:
+        """Forget a verdict's pull on the bands (undone, or an ok frame that no longer votes)."""
+        self.thresholds.remove_label(correction_id)
+        self.judge_thresholds.remove_label(correction_id)
+
+    def add_known_good(self, score: float, judged: float | None) -> None:
+        """A part known to be good: a seed judge, or a frame an operator confirmed."""
+        self.known_good.append(score)
+        if judged is not None:
+            self.known_good_judged.append(judged)
+        self.update()
+
+    def remove_known_good(self, score: float, judged: float | None) -> None:
+        """Undo ``add_known_good`` (an ok correction undone)."""
+        if score in self.known_good:
+            self.known_good.remove(score)
+        if judged is not None and judged in self.known_good_judged:
+            self.known_good_judged.remove(judged)
+
+    def add_admitted(self, score: float) -> None:
+        """A frame that joined the window (only the first ``calibration_scores`` are kept: enough for any pool)."""
+        if len(self.admitted) < self.settings.calibration_scores:
+            self.admitted.append(score)
+            self.update()
+
+    def update(self) -> None:
+        """Calibrate each band once its pool is large enough (then it stays frozen)."""
+        if not self.thresholds.calibrated and len(self._pool()) >= self.settings.calibration_scores:
+            self.thresholds.calibrate(self._pool())
+        if not self.judge_thresholds.calibrated and len(self.known_good_judged) >= self.settings.thresholds.min_scores:
+            self.judge_thresholds.calibrate(self.known_good_judged)
+
+    def recalibrate(self, voter_scores: list[float]) -> ThresholdBand:
+        """Calibrate both bands again now (after a product change, or once operators confirmed more good parts).
+
+        Under ``known_good`` the voters only make up a shortfall of known-good scores; under ``admitted`` they count.
+        """
+        if self.settings.calibration == "admitted":
+            pool = self.known_good + voter_scores
+        else:
+            pool = self.known_good + voter_scores[: max(0, self.settings.calibration_scores - len(self.known_good))]
+        if len(pool) < self.settings.thresholds.min_scores:
+            raise ValueError(
+                f"recalibrating needs at least {self.settings.thresholds.min_scores} normal scores (judges, confirmed "
+                f"good frames, voters); the line has {len(pool)}: add judges or let the window fill first"
+            )
+        if len(self.known_good_judged) >= self.settings.thresholds.min_scores:
+            self.judge_thresholds.calibrate(self.known_good_judged)
+        return self.thresholds.calibrate(pool)
+
+    def state(self) -> dict[str, object]:
+        """Plain data for saving."""
+        return {
+            "admitted": self.admitted,
+            "known_good": self.known_good,
+            "known_good_judged": self.known_good_judged,
+            "thresholds": self.thresholds.state(),
+            "judge_thresholds": self.judge_thresholds.state(),
+        }
+
+    def restore(self, state: dict) -> None:
+        """Inverse of ``state``."""
+        self.admitted = [float(s) for s in state["admitted"]]
+        self.known_good = [float(s) for s in state["known_good"]]
+        self.known_good_judged = [float(s) for s in state["known_good_judged"]]
+        self.thresholds.restore(state["thresholds"])
+        self.judge_thresholds.restore(state["judge_thresholds"])

@@ -1,0 +1,158 @@
+"""What a plant counts on a replayed stream, frame by frame as the line decided (prequential evaluation).
+
+AUROC says little to a plant. A line is judged by its escapes (defective parts passed as ok) and false alarms
+(good parts rejected as defect) per 1,000 parts, by how many frames an operator must look at (unsure), and by
+how fast a correction takes effect: the frames from a correction to the next look-alike decided correctly.
+Every figure is counted after the stream's warm-up, when the line is expected to be running for real.
+The timeline picture shows the score, the band, the decisions and the corrections over the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musc_online.metrics import ranking_metrics
+
+ROLLING = 100  # frames in the rolling AUROC
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """One frame of a replayed stream: the truth, what the line decided, and what the operator did."""
+
+    index: int
+    frame_id: str
+    truth: int  # 1 = defective
+    kind: str  # "good" or the defect type
+    label: str  # ok | unsure | defect
+    score: float
+    judge_score: float | None
+    band_low: float
+    band_high: float
+    provisional: bool
+    nearest_defect: str | None
+    corrected: str | None  # the simulated operator's verdict on it, if any
+
+
+def write_records(outcomes: Sequence[FrameOutcome], path: str | Path) -> Path:
+    """One JSON object per frame (JSON lines), for anyone who wants to count differently."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as file:
+        for outcome in outcomes:
+            file.write(json.dumps(asdict(outcome)) + "\n")
+    return path
+
+
+def _per_1000(count: int, total: int) -> float:
+    return 1000.0 * count / total if total else 0.0
+
+
+def _auroc(outcomes: Sequence[FrameOutcome]) -> float | None:
+    truths = np.array([o.truth for o in outcomes])
+    if truths.min(initial=1) == truths.max(initial=0):  # one class only (or none): undefined
+        return None
+    return ranking_metrics(truths, np.array([o.score for o in outcomes]))[0]
+
+
+def time_to_learn(outcomes: Sequence[FrameOutcome]) -> list[int]:
+    """For each correction, frames until the next frame of the same kind that was decided correctly.
+
+    A look-alike is the next frame of the same kind (the same defect type, or a good part after an ok);
+    decided correctly means ``defect`` for a defect and ``ok`` for a good part. Corrections whose kind never
+    comes back are left out.
+    """
+    delays = []
+    for i, outcome in enumerate(outcomes):
+        if outcome.corrected is None:
+            continue
+        for later in outcomes[i + 1 :]:
+            if later.kind == outcome.kind:
+                right = later.label == ("defect" if later.truth else "ok")
+                if right:
+                    delays.append(later.index - outcome.index)
+                    break
+    return delays
+
+
+def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object]:
+    """The plant's figures after the first ``warmup`` frames, and the rolling AUROC over the whole stream."""
+    live = [o for o in outcomes if o.index >= warmup]
+    defects = [o for o in live if o.truth]
+    goods = [o for o in live if not o.truth]
+    escapes = sum(o.label == "ok" for o in defects)
+    false_alarms = sum(o.label == "defect" for o in goods)
+    unsure = sum(o.label == "unsure" for o in live)
+    delays = time_to_learn(outcomes)
+    rolling = [
+        (outcomes[end - 1].index, _auroc(outcomes[max(0, end - ROLLING) : end]))
+        for end in range(ROLLING, len(outcomes) + 1, ROLLING // 4)
+    ]
+    rolling_values = [value for _, value in rolling if value is not None]
+    return {
+        "frames": len(live),
+        "good": len(goods),
+        "defective": len(defects),
+        "escapes": escapes,
+        "escapes_per_1000": _per_1000(escapes, len(live)),
+        "false_alarms": false_alarms,
+        "false_alarms_per_1000_good": _per_1000(false_alarms, len(goods)),
+        "unsure": unsure,
+        "unsure_per_1000": _per_1000(unsure, len(live)),
+        "unsure_good_per_1000_good": _per_1000(sum(o.label == "unsure" for o in goods), len(goods)),
+        "auroc": _auroc(live),
+        "rolling_auroc_min": min(rolling_values) if rolling_values else None,
+        "rolling_auroc": rolling,
+        "corrections": sum(o.corrected is not None for o in outcomes),
+        "time_to_learn_median": float(np.median(delays)) if delays else None,
+        "time_to_learn_max": max(delays) if delays else None,
+    }
+
+
+def timeline_png(
+    outcomes: Sequence[FrameOutcome],
+    path: str | Path,
+    title: str,
+    events: Mapping[int, str] | None = None,
+    warmup: int = 0,
+) -> Path:
+    """The stream at a glance: each frame's score (coloured by decision, shaped by truth), the band, the
+    corrections and the stream's events."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = np.array([o.index for o in outcomes])
+    score = np.array([o.score for o in outcomes])
+    colours = {"ok": "#2a7", "unsure": "#e90", "defect": "#c22"}
+    figure, axes = plt.subplots(figsize=(12, 4.5), dpi=100)
+    axes.plot(index, [o.band_low for o in outcomes], color="#e90", lw=1, label="band low (unsure from here)")
+    axes.plot(index, [o.band_high for o in outcomes], color="#c22", lw=1, label="band high (defect from here)")
+    for label, colour in colours.items():
+        for truth, marker in ((0, "o"), (1, "x")):
+            chosen = [i for i, o in enumerate(outcomes) if o.label == label and o.truth == truth]
+            if chosen:
+                kind = "defective" if truth else "good"
+                axes.scatter(index[chosen], score[chosen], s=14, c=colour, marker=marker, label=f"{kind}, {label}")
+    corrected = [i for i, o in enumerate(outcomes) if o.corrected]
+    if corrected:
+        axes.scatter(index[corrected], score[corrected], s=70, facecolors="none", edgecolors="#33c", label="corrected")
+    if warmup:
+        axes.axvspan(index.min(initial=0), warmup, color="#ddd", alpha=0.5, label="warm-up")
+    for at, name in (events or {}).items():
+        axes.axvline(at, color="#555", ls="--", lw=1)
+        axes.text(at, axes.get_ylim()[1], f" {name}", va="top", fontsize=8)
+    axes.set(xlabel="frame", ylabel="score", title=title)
+    axes.legend(fontsize=7, ncol=3, loc="upper left")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Decisions on hard streams: every stress stream through the paper's scorer, the earlier scorer and today's.
+
+For each stream (``musc_online.streams``) staged from one category, the frames' backbone features are
+extracted once, then each scorer replays the same stream, with and without a simulated operator who reviews
+every flagged and unsure frame. The plant's figures (escapes, false alarms and unsure frames per 1,000 parts
+after warm-up, AUROC, time to learn) go to a JSON file and a Markdown table; timelines of today's scorer
+with the operator go to PNG files. Example (2 CPU cores):
+``python tools/bench_streams.py --root ../shared/data/mvtec_ad --category bottle --json out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from bench_common import cpu_name
+
+from musc_online.backbones import create_backbone
+from musc_online.online.judges import seed_judges
+from musc_online.online.scorer import OnlineScorer
+from musc_online.online.settings import OnlineSettings, ThresholdSettings
+from musc_online.prequential import timeline_png
+from musc_online.replay import SimulatedOperator, replay_stream
+from musc_online.streams import STREAMS, build_stream
+
+FIGURES = ("escapes_per_1000", "false_alarms_per_1000_good", "unsure_per_1000", "auroc", "time_to_learn_median")
+
+
+def scorers(window: int) -> dict[str, tuple[OnlineSettings, bool]]:
+    """The scorers compared: settings, and whether the stream's judges are seeded."""
+    today = OnlineSettings(window=window)
+    earlier = replace(
+        today,
+        anchor="none",
+        calibration="admitted",
+        defect_guard=False,
+        thresholds=ThresholdSettings(method="quantile"),
+    )
+    paper = replace(earlier, admission="all", judges_per_frame=0)
+    return {"paper": (paper, False), "earlier": (earlier, True), "today": (today, True)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    backbone = create_backbone(args.backbone, image_size=args.size)
+    results: dict = {}
+    for name in args.streams:
+        stream = build_stream(name, args.root, args.category, length=args.length, seed=args.seed)
+        started = time.perf_counter()
+        features = [backbone.extract([frame.load()], "cpu") for frame in stream.frames]
+        print(f"{name}: {len(features)} frames extracted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        judges = [load() for _, load in stream.judges]
+        results[name] = {"description": stream.description}
+        for label, (settings, seeded) in scorers(args.window).items():
+            for with_operator in (False, True) if label != "paper" else (False,):
+                scorer = OnlineScorer(backbone, settings)
+                if seeded:
+                    seed_judges(scorer, judges, [judge_id for judge_id, _ in stream.judges])
+                operator = SimulatedOperator(1.0, args.seed) if with_operator else None
+                replayed = replay_stream(scorer, stream, operator, features)
+                key = f"{label}{' + operator' if with_operator else ''}"
+                summary = {k: v for k, v in replayed.summary.items() if k != "rolling_auroc"}
+                results[name][key] = {**summary, "frames_per_second": replayed.frames_per_second}
+                print(f"  {key}: " + ", ".join(f"{f} {summary[f]}" for f in FIGURES), file=sys.stderr)
+                if args.timelines and label == "today" and with_operator:
+                    title = f"{args.category}, {name}, today's scorer with an operator: {stream.description}"
+                    path = args.timelines / f"{args.category}_{name}.png"
+                    timeline_png(replayed.outcomes, path, title, stream.events, stream.warmup)
+    return results
+
+
+def markdown(results: dict) -> str:
+    """One table row per stream and scorer: escapes, false alarms and unsure per 1,000, AUROC, time to learn."""
+    lines = [
+        "| stream | scorer | escapes /1000 | false alarms /1000 good | unsure /1000 | AUROC | learn (frames) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for stream, runs in results.items():
+        for key, s in runs.items():
+            if key == "description":
+                continue
+            auroc = "-" if s["auroc"] is None else f"{s['auroc']:.3f}"
+            learn = "-" if s["time_to_learn_median"] is None else f"{s['time_to_learn_median']:.0f}"
+            lines.append(
+                f"| {stream} | {key} | {s['escapes_per_1000']:.1f} | {s['false_alarms_per_1000_good']:.1f} | "
+                f"{s['unsure_per_1000']:.1f} | {auroc} | {learn} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True, help="folder holding the category folders")
+    parser.add_argument("--category", default="bottle")
+    parser.add_argument("--streams", nargs="+", default=list(STREAMS), choices=list(STREAMS))
+    parser.add_argument("--length", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, help="write the figures here (and a Markdown table beside it)")
+    parser.add_argument("--timelines", type=Path, help="folder for today's scorer's timelines (PNG)")
+    args = parser.parse_args(argv)
+    results = run(args)
+    report = {
+        "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__},
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("json", "timelines")},
+        "streams": results,
+    }
+    print(markdown(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        args.json.with_suffix(".md").write_text(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
