@@ -1,10 +1,11 @@
 """The ``musc-online`` app: the library's offline commands (eval, replay) and the line tools (publish, status,
-demo, review, judges, band). Nothing imports it."""
+demo, review, judges, band, accounts). Nothing imports it."""
 
 from __future__ import annotations
 
 import typer
 
+from daemon.cli.accounts_commands import accounts_app
 from daemon.cli.line_commands import band_app, demo_command, judges_command, publish_command, status_command
 from daemon.cli.review_commands import review_app
 from musc_online.cli.eval_command import eval_command
@@ -23,6 +24,7 @@ app.command("demo")(demo_command)
 app.add_typer(review_app, name="review")
 app.command("judges")(judges_command)
 app.add_typer(band_app, name="band")
+app.add_typer(accounts_app, name="accounts")
 
 
 @app.callback()

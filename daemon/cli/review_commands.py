@@ -8,17 +8,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from daemon.cli.common import ConfigFile, Line, load_or_exit
-from daemon.config import DaemonConfig
+from daemon.config import DaemonConfig, load_config
 from daemon.review.queue import QueueLoader, describe, failed_corrections, mark, parse_since, review_queue, undo
 from daemon.review.terminal import interactive
 from daemon.store import LABELS, Store, StoreError
+
+if TYPE_CHECKING:
+    from daemon.review.web import ConfigLoader, LineQueue
 
 review_app = typer.Typer(
     help="Review the line's unsure and defect decisions and correct them; the daemon learns from them live.",
@@ -39,10 +42,8 @@ def _operator(name: str | None) -> str:
         raise typer.BadParameter("no user name found: pass --operator NAME", param_hint="--operator") from None
 
 
-def _loader(
-    store: Store, line: int, label: str | None, camera: str | None, since: str | None, limit: int
-) -> QueueLoader:
-    """The queue with the command line's filters, checked once up front."""
+def _filters(label: str | None, camera: str | None, since: str | None, limit: int) -> dict[str, Any]:
+    """The command line's queue filters as ``review_queue`` takes them, checked once up front."""
     if label is not None and label not in LABELS:
         raise typer.BadParameter(f"must be one of {', '.join(LABELS)}", param_hint="--label")
     try:
@@ -50,7 +51,14 @@ def _loader(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--since") from None
     labels = (label,) if label else ("unsure", "defect")
-    return partial(review_queue, store, line, labels=labels, camera=camera, since=start, limit=limit)
+    return {"labels": labels, "camera": camera, "since": start, "limit": limit}
+
+
+def _loader(
+    store: Store, line: int, label: str | None, camera: str | None, since: str | None, limit: int
+) -> QueueLoader:
+    """The line's queue with the command line's filters."""
+    return partial(review_queue, store, line, **_filters(label, camera, since, limit))
 
 
 @contextmanager
@@ -69,8 +77,12 @@ def _opened(line: int, config_file: Path | None) -> Iterator[tuple[DaemonConfig,
 def review(
     ctx: typer.Context,
     line: Line = 3,
-    web: Annotated[bool, typer.Option("--web", help="Serve the queue as a local web page instead.")] = False,
-    host: Annotated[str, typer.Option(help="--web: address to bind (loopback by default).")] = "127.0.0.1",
+    web: Annotated[
+        bool, typer.Option("--web", help="Serve the plant's review station instead: every line of the store.")
+    ] = False,
+    host: Annotated[
+        str, typer.Option(help="--web: address to bind (loopback by default; any other needs `accounts add`).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="--web: port (0 picks a free one).")] = 0,
     operator: Operator = None,
     label: LabelFilter = None,
@@ -79,7 +91,11 @@ def review(
     limit: Limit = 50,
     config_file: ConfigFile = None,
 ) -> None:
-    """Go through the queue one item at a time in the terminal (or on a local page with --web)."""
+    """Go through the queue one item at a time in the terminal, or serve every line's queue on a page with --web.
+
+    The station's store is the one of --line's config; with a shared store (PostgreSQL) it shows every line
+    that reports into it. Off loopback, or once the store has accounts, the page asks for a login.
+    """
     if ctx.invoked_subcommand is not None:
         if any(ctx.params[option.name] != option.default for option in ctx.command.params if option.name):
             sub = ctx.invoked_subcommand
@@ -87,21 +103,34 @@ def review(
         return
     name = _operator(operator)
     with _opened(line, config_file) as (config, store):
-        load = _loader(store, line, label, camera, since, limit)
-        settings = config.transport_settings()
         if not web:
-            interactive(store, settings, line, name, load)
+            load = _loader(store, line, label, camera, since, limit)
+            interactive(store, config.transport_settings(), line, name, load)
             return
-        from daemon.review.web import make_server
+        queue = partial(review_queue, store, **_filters(label, camera, since, limit))
+        _serve(store, partial(load_config, config_file=config_file), line, name, host, port, queue)
 
-        server = make_server(store, settings, line, name, load, config.artifacts_dir, host, port)
-        typer.echo(f"review page of line {line}: http://{host}:{server.server_address[1]}/  (Ctrl-C stops it)")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+
+def _serve(store: Store, configs: ConfigLoader, line: int, name: str, host: str, port: int, queue: LineQueue) -> None:
+    """Run the review station until Ctrl-C; exit 2 with the reason when it may not or cannot start."""
+    from daemon.review.accounts import StationRefused
+    from daemon.review.web import make_server
+
+    try:
+        server = make_server(store, configs, line, name, host, port, queue)
+    except (StationRefused, OSError) as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    lines = ", ".join(map(str, server.station.line_numbers()))
+    shown = f"[{host}]" if ":" in host else host
+    who = "login required" if server.gate.login_required() else f"no login (loopback, no accounts): marks by {name}"
+    typer.echo(f"review station, lines {lines}: http://{shown}:{server.server_address[1]}/  {who}  (Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @review_app.command("list")

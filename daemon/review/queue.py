@@ -1,7 +1,8 @@
 """The review queue and corrections: what operators should look at first, and marking or undoing a verdict.
 
 Corrections go to the store first (nothing is lost while the daemon is down), then a running daemon is told to
-apply them at once over the control socket; a daemon that is down applies them at its next start.
+apply them at once over the control socket. A daemon that cannot be told (on another host, behind CURVE) picks
+them up from the store within ``[store] poll_s``; one that is down applies them at its next start.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def _apply(store: Store, settings: TransportSettings, line: int, correction_id: 
         why = f"the daemon did not answer within {timeout_ms / 1000:g} s"
     else:
         why = f"the daemon could not apply it now ({reply.get('error', 'no reason given')})"
-    return {"applied": False, "audit": None, "message": f"stored; {why}: it is applied at the daemon's next start"}
+    message = f"stored; {why}: a running daemon applies it from the store within seconds, a stopped one at its start"
+    return {"applied": False, "audit": None, "message": message}
 
 
 def mark(

@@ -118,7 +118,7 @@ def test_band_distance_is_relative_to_the_band_width():
 
 def test_mark_stores_the_correction_first_and_says_it_is_pending_without_a_daemon(filled, settings):
     result = mark(filled, settings, LINE, "far-defect", "defect", "ana", label="dent", note="big", timeout_ms=QUICK_MS)
-    assert result["applied"] is False and "next start" in result["message"]
+    assert result["applied"] is False and "from the store within seconds" in result["message"]
     [stored] = filled.corrections(LINE)
     assert (stored.id, stored.frame_id, stored.verdict, stored.defect_label) == (
         result["correction"],
@@ -193,7 +193,7 @@ def test_cli_lists_marks_and_undoes(filled):
         app, ["review", "mark", "far-defect", "ok", "--line", str(LINE), "--note", "glare", "--operator", "ana"]
     )
     assert marked.exit_code == 0, marked.output
-    assert "marked ok (was defect)" in marked.stdout and "next start" in marked.stdout
+    assert "marked ok (was defect)" in marked.stdout and "a stopped one at its start" in marked.stdout
     [correction] = filled.corrections(LINE)
     assert (correction.operator, correction.note) == ("ana", "glare")
 

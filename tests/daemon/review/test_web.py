@@ -1,15 +1,18 @@
-"""The review page: its JSON API and refusals, and the page itself in Debian's headless Chromium."""
+"""The review station's JSON API over real HTTP (urllib): every line of the store, pictures, marking and undoing,
+logins and roles, and the refusals, on SQLite and on PostgreSQL. The browser is driven in test_station_browser.py.
+"""
 
 from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,202 +20,325 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
-from daemon.review.queue import review_queue
-from daemon.review.web import ReviewServer, make_server
+from daemon.cli.musc_online import app
+from daemon.config import load_config
+from daemon.review.accounts import StationRefused, hash_password
+from daemon.review.web import ConfigLoader, ReviewServer, make_server
 from daemon.store import Store
-from musc_online.transport import TransportSettings
+from musc_online.transport import line_ports
 
 from ..conftest import LINE, free_port_block
-from .test_review import decide
+from .test_queue import decide
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WEBDRIVER_KEYS = {"ArrowLeft": "\ue012", "ArrowRight": "\ue014"}  # the code points WebDriver uses for these keys
+OTHER = 4  # the second line of the plant
+runner = CliRunner()
+
+
+def free_base(*lines: int) -> int:
+    """A base port whose blocks for all ``lines`` are free now (nobody answers their control sockets)."""
+    for _ in range(50):
+        base = free_port_block(lines[0])
+        try:
+            for port in (p for line in lines[1:] for p in line_ports(line, base)):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise OSError("no free port blocks")
+
+
+@dataclass
+class Plant:
+    """A store two lines write into, each line's config, and the paths of its pictures."""
+
+    store: Store
+    configs: ConfigLoader
+    env: dict[str, str]
+    pictures: dict[str, Path]
+
+
+def picture(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((32, 64, 3), 120, np.uint8)).save(path)
+    return path
 
 
 @pytest.fixture
-def served(tmp_path) -> Iterator[tuple[ReviewServer, Store, str]]:
-    """A review server on a free loopback port over a store with a pictured unsure frame and a defect."""
-    store = Store.open(f"sqlite:///{tmp_path}/store.db")
-    artifacts = tmp_path / "artifacts"
-    picture = artifacts / "2026-01-01" / "unsure" / "first.png"
-    picture.parent.mkdir(parents=True)
-    Image.fromarray(np.full((32, 64, 3), 120, np.uint8)).save(picture)
-    (tmp_path / "secret.png").write_bytes(picture.read_bytes())
-    decide(store, "first", "unsure", 0.5, artifact=str(picture))
-    decide(store, "second", "defect", 0.9, at=time.time() - 5)
-    decide(store, "sneaky", "defect", 0.95, artifact=str(picture.parent / ".." / ".." / ".." / "secret.png"))
-    settings = TransportSettings.for_line(LINE, free_port_block(LINE))  # no daemon: corrections stay pending
-    server = make_server(store, settings, LINE, "ana", partial(review_queue, store, LINE), artifacts)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, store, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def plant(store_url, tmp_path) -> Iterator[Plant]:
+    """Line 3 (never reported: the station's own line) and line 4 (reported from another host), sharing a store.
+
+    Line 3: an unsure frame with its picture, a defect without one, a defect whose picture path leads out of the
+    artifact folder. Line 4: an unsure frame with its picture, a defect whose picture lies in line 3's folder.
+    """
+    env = {"MUSC_PATHS__DATA_DIR": str(tmp_path / "lines"), "MUSC_TRANSPORT__BASE_PORT": str(free_base(LINE, OTHER))}
+    env["MUSC_STORE__URL"] = store_url
+    configs = partial(load_config, env=env)
+    mine, theirs = configs(LINE).artifacts_dir, configs(OTHER).artifacts_dir
+    pictures = {
+        "first": picture(mine / "2026-01-01" / "unsure" / "first.png"),
+        "sneaky": picture(tmp_path / "secret.png"),
+        "l4-a": picture(theirs / "2026-01-01" / "unsure" / "l4-a.png"),
+    }
+    now = time.time()
+    store = Store.open(store_url)
+    decide(store, "first", "unsure", 0.5, at=now - 1, artifact=str(pictures["first"]))
+    decide(store, "second", "defect", 0.9, at=now - 5)
+    decide(store, "sneaky", "defect", 0.95, artifact=str(mine / ".." / ".." / ".." / "secret.png"))
+    decide(store, "l4-a", "unsure", 0.55, line=OTHER, at=now - 2, artifact=str(pictures["l4-a"]))
+    decide(store, "l4-b", "defect", 0.7, line=OTHER, artifact=str(pictures["first"]))
+    scorer = {"band": {"low": 0.4, "high": 0.6, "source": "calibrated"}, "window": 16, "window_capacity": 16}
+    scorer |= {"judges": 2, "known_defects": 1, "corrections_moving_band": 0}
+    store.report_line(OTHER, "host-b", {"scorer": scorer, "paused": False, "uptime_s": 12.0})
+    yield Plant(store, configs, env, pictures)
     store.close()
 
 
-def request(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """Status and body of a GET (or of a JSON POST when there is a body); HTTP errors are answers too."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = headers or ({"Content-Type": "application/json"} if data is not None else {})
+@contextmanager
+def station(plant: Plant, host: str = "127.0.0.1", **options: Any) -> Iterator[str]:
+    """A review station on a free port of ``host``, serving in a thread; its base URL."""
+    server: ReviewServer = make_server(plant.store, plant.configs, LINE, "ana", host=host, **options)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=30) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
-def test_api_serves_the_queue_the_pictures_and_takes_marks_and_undos(served):
-    _, store, base = served
-    status, body = request(f"{base}/api/queue")
-    queue = json.loads(body)
-    assert status == 200 and [i["frame_id"] for i in queue["items"]] == ["first", "second", "sneaky"]
-    assert queue["moves"] is None and queue["line"] == LINE
-    status, body = request(f"{base}/")
-    assert status == 200 and b"/api/queue" in body
+def strict(constant: str) -> None:
+    raise AssertionError(f"{constant} is no JSON: a browser cannot parse the answer")
 
-    status, body = request(f"{base}/api/image?frame=first")
-    assert status == 200 and body.startswith(b"\x89PNG")
-    for frame in ("sneaky", "second", "nothing", "../secret"):  # outside the artifact folder, none kept, unknown
-        assert request(f"{base}/api/image?frame={frame}")[0] == 404
 
-    status, body = request(f"{base}/api/mark", {"frame_id": "second", "verdict": "defect", "label": "dent"})
-    result = json.loads(body)
-    assert status == 200 and result["applied"] is False and "marked defect" in result["text"]
-    assert request(f"{base}/api/mark", {"frame_id": "second", "verdict": "ok"})[0] == 409
-    status, body = request(f"{base}/api/undo", {"correction": result["correction"]})
-    assert status == 200 and json.loads(body)["undoes"] == result["correction"]
-    assert [c.operator for c in store.corrections(LINE)] == ["ana", "ana"]
+class Client:
+    """A browser's part over urllib: the session cookie and the CSRF token, and answers as (status, value, headers)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.token: str | None = None
+        self.csrf: str | None = None
+
+    def call(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        if body is not None and self.csrf:
+            sent["X-CSRF-Token"] = self.csrf
+        if self.token:
+            sent["Cookie"] = f"musc_session={self.token}"
+        sent.update(headers or {})
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.base + path, data, sent), timeout=30) as reply:
+                status, payload, answer = reply.status, reply.read(), reply.headers
+        except urllib.error.HTTPError as error:
+            status, payload, answer = error.code, error.read(), error.headers
+        cookie = answer.get("Set-Cookie")
+        if cookie and cookie.startswith("musc_session="):
+            self.token = cookie.split(";")[0].removeprefix("musc_session=") or None
+        value = (
+            json.loads(payload, parse_constant=strict) if answer.get_content_type() == "application/json" else payload
+        )
+        return status, value, answer
+
+    def me(self) -> dict[str, Any]:
+        status, me, _ = self.call("/api/me")
+        assert status == 200, me
+        self.csrf = me["csrf"]
+        return me
+
+    def login(self, name: str, password: str) -> int:
+        status, me, _ = self.call("/api/login", {"name": name, "password": password})
+        if status == 200:
+            self.csrf = me["csrf"]
+        return status
+
+
+def test_the_open_station_shows_every_line_of_the_store_and_only_their_own_pictures(plant):
+    with station(plant) as base:
+        client = Client(base)
+        status, page, headers = client.call("/")
+        assert status == 200 and b"/api/queue" in page and b'id="login"' in page
+        assert (
+            "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+            and "'sha256-" in headers["Content-Security-Policy"]
+        )
+        assert headers["Cache-Control"] == "no-store"
+
+        status, lines, headers = client.call("/api/lines")
+        assert status == 200 and headers["Cache-Control"] == "no-store"
+        mine, theirs = lines["lines"]
+        assert (mine["line"], mine["host"], mine["reported_s_ago"], mine["stale"]) == (LINE, None, None, True)
+        assert mine["counts"]["received"] == 3 and mine["judges"] is None
+        assert (theirs["line"], theirs["host"], theirs["stale"], theirs["paused"]) == (OTHER, "host-b", False, False)
+        assert theirs["reported_s_ago"] < 30 and theirs["band"]["low"] == 0.4
+        assert (theirs["judges"], theirs["known_defects"], theirs["window"]) == (2, 1, 16)
+        assert theirs["counts"]["received"] == 2 and theirs["counts"]["unsure"] == 1
+
+        status, queue, _ = client.call("/api/queue")
+        order = [(item["line"], item["frame_id"]) for item in queue["items"]]
+        assert status == 200 and queue["lines"] == [LINE, OTHER]
+        assert order == [(LINE, "first"), (OTHER, "l4-a"), (OTHER, "l4-b"), (LINE, "second"), (LINE, "sneaky")]
+        assert all("artifact_path" not in item for item in queue["items"])  # no server paths to the browser
+        assert queue["items"][0]["picture"] == f"/api/image?line={LINE}&frame=first"
+        status, queue, _ = client.call(f"/api/queue?line={OTHER}")
+        assert status == 200 and [i["frame_id"] for i in queue["items"]] == ["l4-a", "l4-b"]
+        assert client.call("/api/queue?line=7")[0] == 404
+        assert client.call("/api/queue?line=x")[0] == 400
+
+        for line, frame in ((LINE, "first"), (OTHER, "l4-a")):
+            status, png, headers = client.call(f"/api/image?line={line}&frame={frame}")
+            assert status == 200 and png.startswith(b"\x89PNG") and headers["Content-Type"] == "image/png"
+        for query in (
+            f"line={LINE}&frame=sneaky",  # its path leads out of the artifact folder
+            f"line={LINE}&frame=second",  # no picture kept
+            f"line={OTHER}&frame=l4-b",  # a picture, but in line 3's folder
+            f"line={LINE}&frame=l4-a",  # line 4's frame asked as line 3's
+            f"line={LINE}&frame=../secret",
+            "line=7&frame=first",
+        ):
+            assert client.call(f"/api/image?{query}")[0] == 404, query
+        assert client.call("/api/image?frame=first")[0] == 400
+
+        unset = {"band": {"low": float("nan"), "high": float("nan"), "source": "unset"}, "judges": 0}
+        plant.store.report_line(LINE, "host-a", {"scorer": unset, "paused": True})  # a line still warming up
+        status, lines, _ = client.call("/api/lines")
+        mine = lines["lines"][0]
+        assert mine["band"] == {"low": None, "high": None, "source": "unset"} and not mine["stale"] and mine["paused"]
+
+
+def test_the_open_station_marks_and_undoes_as_its_operator_and_says_when_the_line_applied_it(plant):
+    store = plant.store
+    with station(plant) as base:
+        client = Client(base)
+        status, refused, _ = client.call("/api/mark", {"line": OTHER, "frame_id": "l4-a", "verdict": "ok"})
+        assert status == 401 and refused["login_required"] is False  # a session first, from /api/me
+        me = client.me()
+        assert (me["name"], me["role"], me["login_required"]) == ("ana", "operator", False)
+
+        status, marked, _ = client.call("/api/mark", {"line": OTHER, "frame_id": "l4-a", "verdict": "ok"})
+        assert status == 200 and marked["line"] == OTHER and marked["applied"] is False, marked
+        assert "marked ok" in marked["text"]
+        correction = marked["correction"]
+        status, seen, _ = client.call(f"/api/correction?line={OTHER}&id={correction}")
+        assert status == 200 and seen["applied"] is False and seen["operator"] == "ana"
+        store.mark_applied(correction, {"changes": ["judge added"]})  # what line 4's daemon does when it finds it
+        status, seen, _ = client.call(f"/api/correction?line={OTHER}&id={correction}")
+        assert seen["applied"] is True and seen["audit"] == {"changes": ["judge added"]}
+        assert client.call(f"/api/correction?line={LINE}&id={correction}")[0] == 404
+
+        status, queue, _ = client.call(f"/api/queue?line={OTHER}")
+        assert [i["frame_id"] for i in queue["items"]] == ["l4-b"]  # the marked frame left the queue
+        assert client.call("/api/mark", {"line": OTHER, "frame_id": "l4-a", "verdict": "defect"})[0] == 409
+        status, undone, _ = client.call("/api/undo", {"line": OTHER, "correction": correction})
+        assert status == 200 and undone["undoes"] == correction and undone["line"] == OTHER
+        assert [(c.operator, c.undoes) for c in store.corrections(OTHER)] == [("ana", None), ("ana", correction)]
+        assert store.corrections(LINE) == []
+
+
+MARK = {"line": LINE, "frame_id": "first", "verdict": "ok"}
 
 
 @pytest.mark.parametrize(
     ("path", "body", "headers", "status"),
     [
-        ("/api/mark", {"frame_id": "nothing", "verdict": "ok"}, None, 404),
-        ("/api/mark", {"frame_id": "first", "verdict": "perhaps"}, None, 400),
-        ("/api/mark", {"verdict": "ok"}, None, 400),
+        ("/api/mark", {**MARK, "frame_id": "nothing"}, None, 404),
+        ("/api/mark", {**MARK, "verdict": "perhaps"}, None, 400),
+        ("/api/mark", {**MARK, "frame_id": 7}, None, 400),
+        ("/api/mark", {**MARK, "label": ["dent"]}, None, 400),
+        ("/api/mark", {"frame_id": "first", "verdict": "ok"}, None, 400),  # no line
+        ("/api/mark", {**MARK, "line": 7}, None, 404),
+        ("/api/mark", {**MARK, "frame_id": "l4-a"}, None, 404),  # line 4's frame as line 3's
         ("/api/mark", ["first", "ok"], None, 400),
-        ("/api/undo", {"correction": 99}, None, 404),
-        ("/api/undo", {"correction": "x"}, None, 400),
-        ("/api/mark", {"frame_id": "first", "verdict": "ok"}, {"Content-Type": "text/plain"}, 415),
-        (
-            "/api/mark",
-            {"frame_id": "first", "verdict": "ok"},
-            {"Content-Type": "application/json", "Origin": "http://evil.example"},
-            403,
-        ),
+        ("/api/undo", {"line": LINE, "correction": 99}, None, 404),
+        ("/api/undo", {"line": LINE, "correction": "x"}, None, 400),
+        ("/api/mark", MARK, {"Content-Type": "text/plain"}, 415),
+        ("/api/mark", MARK, {"Origin": "http://evil.example"}, 403),
+        ("/api/mark", MARK, {"X-CSRF-Token": ""}, 403),
+        ("/api/mark", MARK, {"X-CSRF-Token": "guessed"}, 403),
+        ("/api/mark", MARK, {"Cookie": "musc_session=forged"}, 401),
+        ("/api/mark", MARK, {"Host": "evil.example"}, 403),  # a rebinding site's page
+        ("/api/mark", {**MARK, "note": "x" * 70_000}, None, 413),
         ("/api/other", {}, None, 404),
     ],
 )
-def test_api_refuses_bad_requests_and_changes_nothing(served, path, body, headers, status):
-    _, store, base = served
-    assert request(base + path, body, headers)[0] == status
-    assert store.corrections(LINE) == []
+def test_the_api_refuses_bad_requests_and_changes_nothing(plant, path, body, headers, status):
+    with station(plant) as base:
+        client = Client(base)
+        client.me()
+        answer, value, _ = client.call(path, body, headers)
+        assert answer == status, value
+    assert plant.store.corrections(LINE) == [] and plant.store.corrections(OTHER) == []
 
 
-class WebDriver:
-    """Just enough of the W3C WebDriver protocol, over plain HTTP, to drive Debian's chromedriver (no selenium)."""
+def test_with_accounts_every_call_needs_a_login_and_viewers_cannot_correct(plant):
+    store = plant.store
+    store.add_account("olga", "operator", hash_password("s3cret"))
+    store.add_account("vic", "viewer", hash_password("look"))
+    with station(plant, login_delay_s=0.3) as base:
+        anonymous = Client(base)
+        assert anonymous.call("/")[0] == 200  # the page with its login form
+        status, me, _ = anonymous.call("/api/me")
+        assert status == 401 and me["login_required"] is True
+        for path in ("/api/lines", "/api/queue", f"/api/image?line={LINE}&frame=first", "/api/correction?line=3&id=1"):
+            assert anonymous.call(path)[0] == 401, path
+        assert anonymous.call("/api/mark", MARK)[0] == 401
 
-    def __init__(self, profile: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.driver = subprocess.Popen(
-            [str(CHROMEDRIVER), f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        self.base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: self._ready(), "chromedriver to start")
-        options = {"binary": str(CHROMIUM), "args": [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]}
-        capabilities = {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}
-        self.session = self.call("POST", "/session", {"capabilities": capabilities})["sessionId"]
+        started = time.monotonic()
+        assert anonymous.login("olga", "wrong") == 401
+        assert anonymous.login("nobody", "s3cret") == 401
+        assert time.monotonic() - started >= 0.6  # each failure is answered after the fixed delay
+        assert anonymous.call("/api/login", {"name": "olga"})[0] == 400
+        assert anonymous.call("/api/login", {"name": "olga", "password": "s3cret"}, {"Origin": "http://x.y"})[0] == 403
 
-    def _ready(self) -> bool:
-        try:
-            return bool(self.call("GET", "/status")["ready"])
-        except OSError:
-            return False
+        olga = Client(base)
+        status, _, headers = olga.call("/api/login", {"name": "olga", "password": "s3cret"})
+        cookie = {part.strip() for part in headers["Set-Cookie"].split(";")}
+        assert status == 200 and {"HttpOnly", "SameSite=Strict", "Path=/"} <= cookie
+        me = olga.me()
+        assert (me["name"], me["role"], me["login_required"]) == ("olga", "operator", True)
+        assert olga.call("/api/queue")[0] == 200
+        status, marked, _ = olga.call("/api/mark", MARK)
+        assert status == 200, marked
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        """One WebDriver command; its value."""
-        data = None if body is None else json.dumps(body).encode()
-        command = urllib.request.Request(self.base + path, data=data, method=method)
-        command.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(command, timeout=60) as reply:
-                return json.loads(reply.read())["value"]
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"WebDriver {method} {path}: {error.read().decode()[:2000]}") from None
+        vic = Client(base)
+        assert vic.login("vic", "look") == 200
+        assert vic.call("/api/queue")[0] == 200 and vic.call("/api/lines")[0] == 200
+        assert vic.call(f"/api/image?line={OTHER}&frame=l4-a")[0] == 200
+        assert vic.call("/api/mark", {**MARK, "frame_id": "second"})[0] == 403
+        assert vic.call("/api/undo", {"line": LINE, "correction": marked["correction"]})[0] == 403
+        assert olga.call("/api/mark", {**MARK, "frame_id": "second"}, {"X-CSRF-Token": vic.csrf})[0] == 403
 
-    def open(self, url: str) -> None:
-        self.call("POST", f"/session/{self.session}/url", {"url": url})
-
-    def script(self, code: str) -> Any:
-        return self.call("POST", f"/session/{self.session}/execute/sync", {"script": code, "args": []})
-
-    def press(self, key: str) -> None:
-        """A real key press (a character, or a WebDriver key name), sent through the browser's input pipeline."""
-        key = WEBDRIVER_KEYS.get(key, key)
-        keys = [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]
-        actions = [{"type": "key", "id": "keyboard", "actions": keys}]
-        self.call("POST", f"/session/{self.session}/actions", {"actions": actions})
-
-    def quit(self) -> None:
-        try:
-            self.call("DELETE", f"/session/{self.session}")
-        finally:
-            self.driver.terminate()
-            self.driver.wait(timeout=30)
+        assert olga.call("/api/logout", {})[0] == 200
+        assert olga.call("/api/me")[0] == 401
+        assert olga.call("/api/queue")[0] == 401
+    assert [(c.frame_id, c.operator) for c in store.corrections(LINE)] == [("first", "olga")]
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
-    """Poll until the condition holds; its value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def test_the_open_station_asks_for_a_login_once_an_account_exists(plant):
+    with station(plant) as base:
+        client = Client(base)
+        assert client.me()["login_required"] is False
+        plant.store.add_account("olga", "operator", hash_password("s3cret"))
+        assert client.call("/api/me")[0] == 401
+        assert client.call("/api/mark", MARK)[0] == 401
+        assert client.login("olga", "s3cret") == 200 and client.call("/api/mark", MARK)[0] == 200
+    assert [c.operator for c in plant.store.corrections(LINE)] == ["olga"]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-)
-def test_the_page_loads_the_queue_and_marks_a_frame_with_a_key_press(served, tmp_path):
-    _, store, base = served
-    browser = WebDriver(tmp_path / "chromium-profile")
-    try:
-        browser.open(base + "/")
-        text = "return document.getElementById({!r}).textContent"
-        wait_for(lambda: browser.script(text.format("frame")) == "first", "the queue to show")
-        assert browser.script(text.format("band")).startswith("0.4000 .. 0.6000")
-        assert "daemon not running" in browser.script(text.format("moves"))
-        assert wait_for(lambda: browser.script("return document.getElementById('picture').naturalWidth"), "picture")
-        browser.press("ArrowRight")
-        assert browser.script(text.format("frame")) == "second"
-        browser.press("ArrowLeft")
-        browser.press("o")
-        wait_for(lambda: store.corrections(LINE), "the correction in the store")
-        [correction] = store.corrections(LINE)
-        assert (correction.frame_id, correction.verdict, correction.operator) == ("first", "ok", "ana")
-        wait_for(lambda: "marked ok" in browser.script(text.format("status")), "the status line")
-        assert browser.script(text.format("frame")) == "second"  # the marked frame left the queue
-        browser.press("u")
-        wait_for(lambda: "undone" in browser.script(text.format("status")), "the undo")
-        assert store.corrections(LINE)[0].undone_at is not None
-    finally:
-        browser.quit()
+def test_beyond_loopback_the_station_starts_only_with_accounts(plant, monkeypatch):
+    with pytest.raises(StationRefused, match="musc-online accounts add NAME --role operator"):
+        make_server(plant.store, plant.configs, LINE, "ana", host="0.0.0.0")
+    for key, value in plant.env.items():
+        monkeypatch.setenv(key, value)
+    refused = runner.invoke(app, ["review", "--web", "--host", "0.0.0.0", "--line", str(LINE)])
+    assert refused.exit_code == 2, refused.output
+    assert "musc-online accounts add NAME --role operator" in refused.output
+
+    plant.store.add_account("olga", "operator", hash_password("s3cret"))
+    with station(plant, host="0.0.0.0") as base:
+        client = Client(base)
+        assert client.call("/api/queue")[0] == 401
+        assert client.login("olga", "s3cret") == 200 and client.call("/api/queue")[0] == 200
