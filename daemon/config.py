@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from daemon.settings import (
     ArtifactsSettings,
@@ -138,7 +139,7 @@ class DaemonConfig:
             "line_dir": str(self.line_dir),
             "state_dir": str(self.state_dir),
             "artifacts_dir": str(self.artifacts_dir),
-            "store_url": self.store_url,
+            "store_url": _masked(self.store_url),
             "frames_endpoint": transport.frames_endpoint,
             "decisions_endpoint": transport.decisions_endpoint,
             "control_endpoint": transport.control_endpoint,
@@ -146,11 +147,14 @@ class DaemonConfig:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        """The resolved settings as plain data (TOML's types), the derived values, and each key's source."""
+        """The resolved settings as plain data (TOML's types), the derived values, and each key's source; a store
+        URL's password is shown as ***."""
         resolved: dict[str, Any] = {"line": self.line}
         for section, cls in SECTIONS.items():
             values = getattr(self, section)
             resolved[section] = {item.name: _plain(getattr(values, item.name)) for item in exposed_fields(cls)}
+        if resolved["store"]["url"]:
+            resolved["store"]["url"] = _masked(resolved["store"]["url"])
         return {**resolved, "derived": self.derived(), "sources": dict(self.sources)}
 
     def show(self) -> str:
@@ -197,6 +201,14 @@ def _toml(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml(item) for item in value) + "]"
     return repr(value)
+
+
+def _masked(url: str) -> str:
+    """A URL with its password hidden, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
 
 
 def _plain(value: Any) -> Any:

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
+STORE_WRITE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # seconds
 LABELS = ("ok", "unsure", "defect")  # decision labels, exported from zero so rates exist before the first one
 
 Check = Callable[[], tuple[bool, str]]  # (healthy or ready, reason) for /healthz and /readyz
@@ -92,6 +93,15 @@ class DaemonMetrics:
                 "Seconds from a frame's arrival to its decision.",
                 ["line"],
                 buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
+        )
+        self.store_write = labelled(
+            Histogram(
+                "musc_store_write_seconds",
+                "Seconds per grouped store write of frame records (one transaction).",
+                ["line"],
+                buckets=STORE_WRITE_BUCKETS,
                 registry=r,
             )
         )

@@ -115,7 +115,18 @@ class StoreSettings:
     url: str | None = knob(
         None,
         "SQLAlchemy URL; empty = sqlite:///<data_dir>/line-<N>/store.db (SQLite in WAL mode). Every row carries its "
-        "line, so many lines can share one database.",
+        "line, so many lines can share one database, e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB (needs the extra "
+        "musc-online[postgres]).",
+    )
+    poll_s: float = knob(
+        0.5,
+        "Seconds between looks for corrections written into the store by anyone (the review station, a script).",
+        positive,
+    )
+    report_every_s: float = knob(
+        5.0,
+        "Seconds between the line's status reports into the store (what the plant's review station shows).",
+        positive,
     )
 
     def __post_init__(self) -> None:

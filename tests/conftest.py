@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +37,30 @@ def mvtec_root() -> Path:
     if not (MVTEC_ROOT / "bottle" / "test").is_dir():
         pytest.skip(f"MVTec AD bottle data not found at {MVTEC_ROOT} (the ../shared folder beside the checkout)")
     return MVTEC_ROOT
+
+
+POSTGRES_ENV = "TEST_POSTGRES_URL"  # an admin URL of a PostgreSQL server tests may create databases on (.ci/run)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store: a SQLite file, or a new database on the PostgreSQL server (skipped without one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'line-3' / 'store.db'}"
+        return
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        pytest.skip(f"no PostgreSQL server to test on: set {POSTGRES_ENV} to an admin URL (.ci/run starts one)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"musc_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -24,8 +24,10 @@ class HarnessError(RuntimeError):
     """The run cannot go on (the daemon did not start, stopped answering or exited badly)."""
 
 
-def start_daemon(data_dir: Path, base_port: int, log_path: Path, settings: Mapping[str, str]) -> subprocess.Popen:
-    """``musc-daemon start --line 3`` on ``data_dir`` and the port block, with ``MUSC_*`` ``settings``."""
+def start_daemon(
+    data_dir: Path, base_port: int, log_path: Path, settings: Mapping[str, str], line: int = LINE
+) -> subprocess.Popen:
+    """``musc-daemon start --line N`` on ``data_dir`` and the port block, with ``MUSC_*`` ``settings``."""
     env = {
         **os.environ,
         **settings,
@@ -34,7 +36,7 @@ def start_daemon(data_dir: Path, base_port: int, log_path: Path, settings: Mappi
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "daemon.cli.musc_daemon", "start", "--line", str(LINE), "--no-log-json"]
+    command = [sys.executable, "-m", "daemon.cli.musc_daemon", "start", "--line", str(line), "--no-log-json"]
     with open(log_path, "ab") as log:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
@@ -56,10 +58,10 @@ def wait_ready(process: subprocess.Popen, control: ControlClient, timeout_s: flo
 class Answers:
     """Collects a line's decisions and refusals in a background thread, each with its arrival time."""
 
-    def __init__(self, settings: TransportSettings) -> None:
+    def __init__(self, settings: TransportSettings, line: int = LINE) -> None:
         self.arrived: dict[str, tuple[float, dict[str, Any]]] = {}  # frame id -> its first answer
         self.all: list[tuple[float, dict[str, Any]]] = []  # every answer, unreadable ids included
-        self._subscriber = DecisionSubscriber(settings, LINE)
+        self._subscriber = DecisionSubscriber(settings, line)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

@@ -28,16 +28,19 @@ def start(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
     log_json: Annotated[bool, typer.Option(help="One JSON object per log line (else plain text).")] = True,
 ) -> None:
-    """Run the line's inspection service until SIGTERM, Ctrl-C or a shutdown command; exits 0 after a clean stop."""
+    """Run the line's inspection service until SIGTERM, Ctrl-C or a shutdown command; exits 0 after a clean stop.
+
+    A setup that cannot work exits 2 (a supervisor should not restart it); an unreachable store exits 1.
+    """
     settings = load_or_exit(line, config)
     configure_logging(line, log_level, log_json)
     from daemon.service import LineDaemon, StartError
 
     try:
         service = LineDaemon(settings)
-    except StartError as error:
+    except StartError as error:  # exit 1: worth another try (a supervisor restarts it); 2: fix the setup first
         typer.secho(f"cannot start line {line}: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(1 if error.retry else 2) from None
     raise typer.Exit(service.run())
 
 

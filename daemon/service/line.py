@@ -35,7 +35,8 @@ from daemon.service.ingest import Ingest
 from daemon.service.pictures import PictureWriter
 from daemon.service.recorder import Recorder
 from daemon.service.scoring import Scoring
-from daemon.store import FrameEntry, Store, StoreError
+from daemon.service.store_link import StoreLink
+from daemon.store import FrameEntry, Store, StoreError, StoreUnavailableError
 from musc_online.backbones import WeightsNotFoundError, create_backbone
 from musc_online.datasets import DatasetError
 from musc_online.online.persistence import capture, has_state, load
@@ -52,7 +53,14 @@ STATUS_SETTLE_S = 2.0  # a camera whose clock runs ahead is logged at most this 
 
 
 class StartError(RuntimeError):
-    """The daemon cannot start: weights, store, sockets or judges are not usable as configured."""
+    """The daemon cannot start: weights, store, sockets or judges are not usable as configured.
+
+    ``retry`` is True when trying again later may work (the database is not reachable yet).
+    """
+
+    def __init__(self, message: str, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class LineDaemon:
@@ -61,6 +69,8 @@ class LineDaemon:
     def __init__(self, config: DaemonConfig) -> None:
         try:
             self._set_up(config)
+        except StoreUnavailableError as error:
+            raise StartError(str(error), retry=True) from error
         except (WeightsNotFoundError, TransportError, StoreError, DatasetError, OSError, ValueError) as error:
             raise StartError(str(error)) from error
 
@@ -130,10 +140,23 @@ class LineDaemon:
             "ingest": ingest.run,
             "scoring": self.scoring.run,
             "publisher": self._publish,
-            "recorder": Recorder(self.store, self.line, self.records, self._count_error).run,
+            "recorder": Recorder(
+                self.store, self.line, self.records, self._count_error, self.metrics.store_write.observe
+            ).run,
             "pictures": PictureWriter(self.artifacts, self.pictures, self.records, self._count_error).run,
             "control": control.run,
             "snapshots": self._snapshot_timer,
+            "store_link": StoreLink(
+                self.store,
+                self.line,
+                self.corrections,
+                self.snapshot,
+                self.report,
+                self.stopping,
+                config.store.poll_s,
+                config.store.report_every_s,
+                self._count_error,
+            ).run,
         }
         self.health = None
         if config.http.enabled:
@@ -248,7 +271,7 @@ class LineDaemon:
         threads["pictures"].join()
         self.outbox.close()
         self.records.close()
-        for name in ("publisher", "recorder", "control", "snapshots"):
+        for name in ("publisher", "recorder", "control", "snapshots", "store_link"):
             threads[name].join()
         self.snapshot()
         counts = self.store.counts(self.line)
@@ -288,6 +311,20 @@ class LineDaemon:
             return state.write(self.config.state_dir)
 
     # ---------------------------------------------------------------------------------------- status
+    def report(self) -> dict:
+        """What the line tells the store every few seconds: its scorer, queues, budget and whether it is paused."""
+        with self.scorer_lock:
+            scorer = self.scorer.stats()
+        return {
+            "scorer": scorer,
+            "queues": {name: {"depth": depth, "oldest_age_s": age} for name, depth, age in self._queue_readings()},
+            "max_age_ms": self.config.pipeline.max_age_ms,
+            "expected_scoring_ms": 1e3 * self.scoring.expected_cost_s(1),
+            "paused": self.frames.held,
+            "uptime_s": time.time() - self.started_at,
+            "endpoints": {"control": self.sockets.settings.control_endpoint},
+        }
+
     def status(self) -> dict:
         """Counts from the store (received = decided + refused + pending), scorer state, queues, budget, uptime.
 
@@ -295,23 +332,16 @@ class LineDaemon:
         sent so far; under a backlog they lag, and ``queues.records`` says by how much.
         """
         self.records.settled(STATUS_SETTLE_S)
-        with self.scorer_lock:
-            scorer = self.scorer.stats()
-        queues = {name: {"depth": depth, "oldest_age_s": age} for name, depth, age in self._queue_readings()}
+        report = self.report()
         band_events = [
             {"at": e.at, "kind": e.kind, "message": e.message} for e in self.store.events(self.line, 3, "band_")
         ]
         return {
+            **report,
             "line": self.line,
             "counts": dict(self.store.counts(self.line)),
-            "scorer": scorer,
-            "queues": queues,
-            "queue_depth": queues["scoring"]["depth"],
-            "max_age_ms": self.config.pipeline.max_age_ms,
-            "expected_scoring_ms": 1e3 * self.scoring.expected_cost_s(1),
+            "queue_depth": report["queues"]["scoring"]["depth"],
             "band_events": band_events,
-            "paused": self.frames.held,
-            "uptime_s": time.time() - self.started_at,
             "recovered": self.recovered,
             "endpoints": {
                 "frames": self.sockets.settings.frames_endpoint,

@@ -31,12 +31,18 @@ class Recorder:
     """
 
     def __init__(
-        self, store: Store, line: int, entries: Handoff[FrameEntry], count_error: Callable[[str], None]
+        self,
+        store: Store,
+        line: int,
+        entries: Handoff[FrameEntry],
+        count_error: Callable[[str], None],
+        observe_write: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.store = store
         self.line = line
         self.entries = entries
         self.count_error = count_error
+        self.observe_write = observe_write  # seconds per grouped write (the store write metric)
         self.keys: dict[int, int] = {}  # seq -> store key, for frames with entries still to come
 
     def run(self) -> None:
@@ -53,7 +59,9 @@ class Recorder:
     def _write(self, group: list[FrameEntry]) -> None:
         for attempt in range(RETRIES):
             try:
+                started = time.perf_counter()
                 self.keys.update(self.store.write_frames(self.line, group, self.keys))
+                self.observe_write(time.perf_counter() - started)
                 return
             except Exception:
                 log.warning("store write of %d entries failed (attempt %d)", len(group), attempt + 1, exc_info=True)

@@ -5,24 +5,29 @@ plant may point every line at one PostgreSQL URL instead (every row carries its 
 and upgraded forward in place, because corrections are plant data that must outlive releases.
 
 - ``schema``: the tables and the migrations;   - ``records``: what the store hands out and takes in;
-- ``database``: engines, sessions, migrating;  - ``frames``, ``corrections``, ``judges``: the queries.
+- ``database``: engines, sessions, migrating;  - ``frames``, ``corrections``, ``judges``, ``plant``: the queries.
 """
 
 from daemon.store.corrections import CorrectionQueries
 from daemon.store.frames import FrameQueries
 from daemon.store.judges import JudgeQueries
+from daemon.store.plant import PlantQueries
 from daemon.store.records import (
     INTERRUPTED,
     JUDGE_SOURCES,
     LABELS,
+    ROLES,
     VERDICTS,
+    AccountRecord,
     ConflictError,
     CorrectionRecord,
     Counts,
     DecisionRecord,
     EventRecord,
     FrameEntry,
+    JudgeBankRecord,
     JudgeRecord,
+    LineReport,
     NewDecision,
     NewFrame,
     NewPicture,
@@ -30,6 +35,7 @@ from daemon.store.records import (
     NotFoundError,
     SchemaVersionError,
     StoreError,
+    StoreUnavailableError,
 )
 from daemon.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -38,15 +44,19 @@ __all__ = [
     "JUDGE_SOURCES",
     "LABELS",
     "MIGRATIONS",
+    "ROLES",
     "SCHEMA_VERSION",
     "VERDICTS",
+    "AccountRecord",
     "ConflictError",
     "CorrectionRecord",
     "Counts",
     "DecisionRecord",
     "EventRecord",
     "FrameEntry",
+    "JudgeBankRecord",
     "JudgeRecord",
+    "LineReport",
     "NewDecision",
     "NewFrame",
     "NewPicture",
@@ -55,8 +65,9 @@ __all__ = [
     "SchemaVersionError",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
 ]
 
 
-class Store(FrameQueries, CorrectionQueries, JudgeQueries):
+class Store(FrameQueries, CorrectionQueries, JudgeQueries, PlantQueries):
     """A line's (or a plant's) records; every method is one short transaction, safe from several threads."""

@@ -15,14 +15,17 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from daemon.store.records import SchemaVersionError
+from daemon.store.records import SchemaVersionError, StoreUnavailableError
 from daemon.store.schema import MIGRATIONS, SCHEMA_VERSION, Base, SchemaVersionRow
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+MIGRATION_LOCK = 0x6D757363  # "musc": the PostgreSQL advisory lock that serialises schema upgrades
 _WRITE = "musc_store_write"  # execution option that marks the engine used for write transactions
 
 
@@ -82,7 +85,12 @@ class Database:
         if is_sqlite:
             _prepare_sqlite(engine)
         store = cls(engine)
-        store.migrate()
+        try:
+            store.migrate()
+        except OperationalError as error:  # the server is down or refuses us: say where, without the password
+            engine.dispose()
+            where = parsed.render_as_string(hide_password=True)
+            raise StoreUnavailableError(f"cannot reach the store at {where}: {error.orig or error}") from error
         return store
 
     def close(self) -> None:
@@ -99,6 +107,8 @@ class Database:
         """Create a fresh database at SCHEMA_VERSION or upgrade an older one a step per transaction; refuse newer."""
         while True:
             with self._writer.begin() as conn:
+                if conn.dialect.name == "postgresql":  # lines starting together on one database take turns
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                 version = _stored_version(conn)
                 if version == SCHEMA_VERSION:
                     return version

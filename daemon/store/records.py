@@ -14,6 +14,7 @@ VERDICTS = ("ok", "defect")
 JUDGE_SOURCES = ("seed", "correction", "import")
 FRAME_STATUSES = ("pending", "decided", "refused")
 INTERRUPTED = "interrupted"  # the refusal code of frames a crash left undecided
+ROLES = ("viewer", "operator")  # review station accounts: viewers look, operators also correct
 
 
 class StoreError(Exception):
@@ -26,6 +27,10 @@ class NotFoundError(StoreError, LookupError):
 
 class ConflictError(StoreError):
     """The operation clashes with what is recorded: a second active correction, an undo twice, and the like."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached now (server down, network, credentials): worth trying again later."""
 
 
 class SchemaVersionError(StoreError):
@@ -175,3 +180,35 @@ def check_choice(value: str, allowed: Sequence[str], what: str) -> None:
     """Refuse a value outside its enumeration with a message that lists the allowed ones."""
     if value not in allowed:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class LineReport:
+    """A line daemon's latest report to the store."""
+
+    line: int
+    host: str
+    reported_at: float
+    status: Any | None
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """A review station account (the hash, never the password)."""
+
+    name: str
+    role: str
+    password_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class JudgeBankRecord:
+    """A judge bank in the store: an export of ``judges`` judges of ``from_line``, with its fingerprint."""
+
+    name: str
+    from_line: int
+    judges: int
+    fingerprint: Any
+    created_at: float
+    data: bytes

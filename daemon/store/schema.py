@@ -11,6 +11,7 @@ from sqlalchemy import (
     Connection,
     ForeignKey,
     Index,
+    LargeBinary,
     Text,
     select,
     text,
@@ -19,9 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from daemon.store.records import FRAME_STATUSES, INTERRUPTED, JUDGE_SOURCES, LABELS, VERDICTS
+from daemon.store.records import FRAME_STATUSES, INTERRUPTED, JUDGE_SOURCES, LABELS, ROLES, VERDICTS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class _JSONText(TypeDecorator[Any]):
@@ -149,6 +150,42 @@ class EventRow(Base):
     data: Mapped[Any | None] = mapped_column(_JSONText)
 
 
+class LineRow(Base):
+    """A line daemon's latest report: where it runs and its status, so one station can show every line."""
+
+    __tablename__ = "lines"
+
+    line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    host: Mapped[str]
+    reported_at: Mapped[float]
+    status: Mapped[Any | None] = mapped_column(_JSONText)
+
+
+class AccountRow(Base):
+    """Someone who may use the review station: a role and a password hash (never the password)."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (_one_of("role", ROLES),)
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    role: Mapped[str]
+    password_hash: Mapped[str]
+    created_at: Mapped[float]
+
+
+class JudgeBankRow(Base):
+    """A judge bank exported into the store, so another line (on another host) can import it."""
+
+    __tablename__ = "judge_banks"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    from_line: Mapped[int]
+    judges: Mapped[int]
+    fingerprint: Mapped[Any] = mapped_column(_JSONText)
+    created_at: Mapped[float]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class SchemaVersionRow(Base):
     """The single row that says which schema version the database is at."""
 
@@ -173,8 +210,13 @@ def _v3_refusal_codes(conn: Connection) -> None:
         conn.execute(update(FrameRow).where(FrameRow.id == key).values(refusal_code=code))
 
 
+def _v4_plant(conn: Connection) -> None:
+    """Version 4: a plant's shared store: line reports, review accounts, judge banks passed between lines."""
+    Base.metadata.create_all(conn, tables=[LineRow.__table__, AccountRow.__table__, JudgeBankRow.__table__])
+
+
 # Forward-only upgrades, keyed by the version each one produces. Version 1 is the first schema.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_sizes_and_audit, 3: _v3_refusal_codes}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_sizes_and_audit, 3: _v3_refusal_codes, 4: _v4_plant}
 
 
 def pending_where(line: int) -> tuple[Any, ...]:

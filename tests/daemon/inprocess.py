@@ -45,8 +45,12 @@ def frame(rng: np.random.Generator, size: int = 64) -> np.ndarray:
 class InProcessLine:
     """One line's daemon on a thread of this process; ``stop`` shuts it down through its control socket."""
 
+    store_url: str | None = None  # the store every line of a test uses (tests/daemon/service runs each on both)
+
     def __init__(self, data_dir: Path, **settings: Any) -> None:
         env = {**TINY, "MUSC_PATHS__DATA_DIR": str(data_dir)}
+        if InProcessLine.store_url:
+            env["MUSC_STORE__URL"] = InProcessLine.store_url
         env.update({f"MUSC_{key.upper().replace('.', '__')}": str(value) for key, value in settings.items()})
         self.env = env
         self.config = load_config(LINE, env=env)
@@ -64,7 +68,8 @@ class InProcessLine:
     @contextmanager
     def store_only(data_dir: Path) -> Iterator[tuple[Store, TransportSettings]]:
         """The line's store while its daemon is down, and control settings on a port nobody listens on."""
-        with Store.open(f"sqlite:///{data_dir / f'line-{LINE}' / 'store.db'}") as store:
+        url = InProcessLine.store_url or f"sqlite:///{data_dir / f'line-{LINE}' / 'store.db'}"
+        with Store.open(url) as store:
             yield store, TransportSettings.for_line(LINE, free_port_block(LINE))
 
     @property

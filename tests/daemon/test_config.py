@@ -202,3 +202,10 @@ def test_config_show_command(monkeypatch):
 def test_the_shipped_defaults_file_is_the_schema_rendered():
     shipped = Path(__file__).resolve().parents[2] / "config" / "default.toml"
     assert shipped.read_text() == default_toml(), "run `musc-daemon config defaults > config/default.toml`"
+
+
+def test_show_hides_the_store_password():
+    config = load(env={"MUSC_STORE__URL": "postgresql+psycopg://musc:s3cret@db.plant:5432/musc"})
+    assert "s3cret" not in config.show() and "s3cret" not in json.dumps(config.as_dict())
+    assert 'url = "postgresql+psycopg://musc:***@db.plant:5432/musc"' in config.show()
+    assert config.store_url.endswith("musc:s3cret@db.plant:5432/musc")  # the daemon itself still has it

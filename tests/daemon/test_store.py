@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from daemon.store import (
     MIGRATIONS,
@@ -30,34 +31,36 @@ LINE = 3
 # The first schema (version 1), exactly as the first release created it: no frames.size_bytes, no corrections.audit.
 V1_SCHEMA = """
 CREATE TABLE frames (
-    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, frame_id VARCHAR NOT NULL, camera VARCHAR NOT NULL,
-    received_at DOUBLE NOT NULL, status VARCHAR NOT NULL, refusal_reason VARCHAR,
+    id {KEY}, line INTEGER NOT NULL, frame_id VARCHAR NOT NULL, camera VARCHAR NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL, status VARCHAR NOT NULL, refusal_reason VARCHAR,
     CONSTRAINT ck_status CHECK (status IN ('pending', 'decided', 'refused'))
 );
 CREATE INDEX ix_frames_line_frame_id ON frames (line, frame_id);
 CREATE INDEX ix_frames_line_received_at ON frames (line, received_at);
 CREATE TABLE decisions (
-    frame INTEGER NOT NULL PRIMARY KEY REFERENCES frames (id), label VARCHAR NOT NULL, score DOUBLE NOT NULL,
-    raw_score DOUBLE NOT NULL, band_low DOUBLE, band_high DOUBLE, provisional BOOLEAN NOT NULL,
-    nearest_defect_label VARCHAR, nearest_defect_frame VARCHAR, decided_at DOUBLE NOT NULL,
-    latency_ms DOUBLE NOT NULL, artifact_path VARCHAR,
+    frame INTEGER NOT NULL PRIMARY KEY REFERENCES frames (id), label VARCHAR NOT NULL,
+    score DOUBLE PRECISION NOT NULL, raw_score DOUBLE PRECISION NOT NULL, band_low DOUBLE PRECISION,
+    band_high DOUBLE PRECISION, provisional BOOLEAN NOT NULL,
+    nearest_defect_label VARCHAR, nearest_defect_frame VARCHAR, decided_at DOUBLE PRECISION NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL, artifact_path VARCHAR,
     CONSTRAINT ck_label CHECK (label IN ('ok', 'unsure', 'defect'))
 );
 CREATE TABLE corrections (
-    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, frame_id VARCHAR NOT NULL, verdict VARCHAR NOT NULL,
-    defect_label VARCHAR, note VARCHAR, operator VARCHAR NOT NULL, created_at DOUBLE NOT NULL,
-    previous_label VARCHAR NOT NULL, applied_at DOUBLE, undone_at DOUBLE, undoes INTEGER REFERENCES corrections (id),
+    id {KEY}, line INTEGER NOT NULL, frame_id VARCHAR NOT NULL, verdict VARCHAR NOT NULL,
+    defect_label VARCHAR, note VARCHAR, operator VARCHAR NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    previous_label VARCHAR NOT NULL, applied_at DOUBLE PRECISION, undone_at DOUBLE PRECISION,
+    undoes INTEGER REFERENCES corrections (id),
     CONSTRAINT ck_verdict CHECK (verdict IN ('ok', 'defect'))
 );
 CREATE UNIQUE INDEX ux_corrections_active ON corrections (line, frame_id) WHERE undone_at IS NULL AND undoes IS NULL;
 CREATE TABLE judges (
-    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, judge_id VARCHAR NOT NULL, source VARCHAR NOT NULL,
-    added_at DOUBLE NOT NULL, removed_at DOUBLE,
+    id {KEY}, line INTEGER NOT NULL, judge_id VARCHAR NOT NULL, source VARCHAR NOT NULL,
+    added_at DOUBLE PRECISION NOT NULL, removed_at DOUBLE PRECISION,
     CONSTRAINT ck_source CHECK (source IN ('seed', 'correction', 'import'))
 );
 CREATE UNIQUE INDEX ux_judges_active ON judges (line, judge_id) WHERE removed_at IS NULL;
 CREATE TABLE events (
-    id INTEGER NOT NULL PRIMARY KEY, line INTEGER NOT NULL, at DOUBLE NOT NULL, kind VARCHAR NOT NULL,
+    id {KEY}, line INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL, kind VARCHAR NOT NULL,
     message VARCHAR NOT NULL, data TEXT
 );
 CREATE INDEX ix_events_line_at ON events (line, at);
@@ -66,7 +69,7 @@ INSERT INTO schema_version VALUES (1);
 INSERT INTO frames VALUES (1, 3, 'f-0001', 'cam-a', 1000.0, 'decided', NULL);
 INSERT INTO frames VALUES (2, 3, 'f-0002', 'cam-a', 1000.5, 'refused', 'bad_json: header is not JSON');
 INSERT INTO frames VALUES (3, 3, 'f-0003', 'cam-a', 1000.7, 'refused', 'daemon stopped before deciding this frame');
-INSERT INTO decisions VALUES (1, 'unsure', 0.61, 0.58, 0.4, 0.7, 0, NULL, NULL, 1000.2, 12.5, NULL);
+INSERT INTO decisions VALUES (1, 'unsure', 0.61, 0.58, 0.4, 0.7, FALSE, NULL, NULL, 1000.2, 12.5, NULL);
 INSERT INTO corrections VALUES (1, 3, 'f-0001', 'ok', NULL, 'glare, not a scratch', 'ann', 1001.0, 'unsure',
                                 NULL, NULL, NULL);
 """
@@ -78,8 +81,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{db_path}") as opened:
+def store(store_url: str) -> Iterator[Store]:
+    """A fresh store on SQLite and on PostgreSQL (``store_url`` in tests/conftest.py)."""
+    with Store.open(store_url) as opened:
         yield opened
 
 
@@ -100,24 +104,29 @@ def decide(store: Store, frame_id: str, label: str = "ok", line: int = LINE, cam
     return key
 
 
-def schema(path: Path) -> dict[str, object]:
-    """Columns of every table and the SQL of every index: what a fresh and an upgraded store must share."""
-    with sqlite3.connect(path) as conn:
-        tables = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        columns = {table: sorted(row[1] for row in conn.execute(f"PRAGMA table_info({table})")) for table in tables}
-        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql")}
+def schema(url: str) -> dict[str, object]:
+    """Columns of every table and every index's name: what a fresh and an upgraded store must share."""
+    engine = create_engine(url)
+    try:
+        found = inspect(engine)
+        tables = found.get_table_names()
+        columns = {table: sorted(column["name"] for column in found.get_columns(table)) for table in tables}
+        indexes = {index["name"] for table in tables for index in found.get_indexes(table)}
+    finally:
+        engine.dispose()
     return {"columns": columns, "indexes": indexes}
 
 
-def test_open_creates_the_folder_in_wal_mode(store: Store, db_path: Path) -> None:
-    assert db_path.is_file()
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+def test_sqlite_opens_its_folder_in_wal_mode(db_path: Path) -> None:
+    with Store.open(f"sqlite:///{db_path}") as store:
+        assert db_path.is_file()
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 
 def test_received_equals_decided_plus_refused(store: Store) -> None:
@@ -325,13 +334,20 @@ def test_events_newest_first(store: Store) -> None:
     assert len(store.events(LINE, limit=1)) == 1
 
 
-def test_a_version_1_store_is_upgraded_with_its_corrections(tmp_path: Path, db_path: Path) -> None:
+def test_a_version_1_store_is_upgraded_with_its_corrections(store_url: str, tmp_path: Path) -> None:
     assert set(MIGRATIONS) == set(range(2, SCHEMA_VERSION + 1))
-    db_path.parent.mkdir(parents=True)
-    with sqlite3.connect(db_path) as conn:
-        conn.executescript(V1_SCHEMA)
+    postgres = store_url.startswith("postgresql")
+    Path(tmp_path / "line-3").mkdir(exist_ok=True)
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        for statement in V1_SCHEMA.format(
+            KEY="SERIAL PRIMARY KEY" if postgres else "INTEGER NOT NULL PRIMARY KEY"
+        ).split(";"):
+            if statement.strip():
+                conn.execute(text(statement))
+    engine.dispose()
 
-    with Store.open(f"sqlite:///{db_path}") as store:
+    with Store.open(store_url) as store:
         (correction,) = store.pending_corrections(LINE)
         assert (correction.frame_id, correction.verdict, correction.operator) == ("f-0001", "ok", "ann")
         assert (correction.note, correction.previous_label) == ("glare, not a scratch", "unsure")
@@ -341,24 +357,26 @@ def test_a_version_1_store_is_upgraded_with_its_corrections(tmp_path: Path, db_p
         assert store.counts(LINE)["refused_by_code"] == {"bad_json": 1, "interrupted": 1}
         store.mark_applied(correction.id, {"judge_added": "f-0001"})
         assert store.corrections(LINE)[0].audit == {"judge_added": "f-0001"}
+        upgraded = schema(store_url)
 
-    fresh = tmp_path / "fresh.db"
-    Store.open(f"sqlite:///{fresh}").close()
-    assert schema(db_path) == schema(fresh)
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    Store.open(fresh).close()
+    if postgres:  # SQLite names its automatic indexes differently: compare the columns, and our own indexes
+        assert upgraded["columns"] == schema(fresh)["columns"]
+        assert {"ix_frames_line_frame_id", "ux_corrections_active", "ux_judges_active"} <= upgraded["indexes"]
+    else:
+        assert upgraded == schema(fresh)
 
 
-def test_a_store_from_a_newer_release_is_refused(store: Store, db_path: Path) -> None:
+def test_a_store_from_a_newer_release_is_refused(store: Store, store_url: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = :version"), {"version": SCHEMA_VERSION + 1})
     store.close()
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
-
     with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}.*up to {SCHEMA_VERSION}"):
-        Store.open(f"sqlite:///{db_path}")
+        Store.open(store_url)
 
 
-def test_another_process_sees_committed_rows(store: Store, db_path: Path) -> None:
+def test_another_process_sees_committed_rows(store: Store, store_url: str) -> None:
     decide(store, "f-1", "defect")
     store.add_correction(LINE, "f-1", "ok", "ann", "defect")
 
@@ -367,7 +385,7 @@ def test_another_process_sees_committed_rows(store: Store, db_path: Path) -> Non
         "store = Store.open(sys.argv[1]); print(store.counts(3)['decided'], len(store.pending_corrections(3)))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", reader, f"sqlite:///{db_path}"],
+        [sys.executable, "-c", reader, store_url],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -83,3 +83,11 @@ def test_config_defaults_prints_the_shipped_defaults_file():
         cwd=Path(__file__).resolve().parents[3],
     )
     assert result.stdout == (Path(__file__).resolve().parents[3] / "config" / "default.toml").read_text()
+
+
+def test_a_line_whose_store_is_unreachable_exits_1_so_a_supervisor_retries(stopped_line):
+    unreachable = {**stopped_line, "MUSC_STORE__URL": "postgresql+psycopg://musc:s3cret@127.0.0.1:9/musc"}
+    report = run("daemon.cli.musc_daemon", "start", "--line", str(LINE), env=unreachable)
+    assert report["exit"] == 1, report["stderr"]
+    assert "cannot reach the store at postgresql+psycopg://musc:***@127.0.0.1:9/musc" in report["stderr"]
+    assert "s3cret" not in report["stderr"]

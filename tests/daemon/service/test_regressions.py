@@ -26,7 +26,7 @@ def _decided(line: InProcessLine, count: int, seed: int = 0, prefix: str = "f") 
 
 def test_mark_ok_undo_mark_ok_survives_a_crash_and_a_restart(tmp_path):
     tiny = {key: value for key, value in TINY.items() if key != "MUSC_TRANSPORT__BASE_PORT"}
-    daemon = DaemonProcess(tmp_path / "lines", extra_env=tiny).start()
+    daemon = DaemonProcess(tmp_path / "lines", extra_env={**tiny, "MUSC_STORE__URL": InProcessLine.store_url}).start()
     collector = Collector(daemon.settings)
     rng = np.random.default_rng(0)
     with FrameSender(daemon.settings, line=LINE) as sender:
@@ -34,7 +34,7 @@ def test_mark_ok_undo_mark_ok_survives_a_crash_and_a_restart(tmp_path):
             sender.send(frame(rng), camera="cam-1", frame_id=f"f{i}", encoding="png")
     assert len(collector.wait_for(12)) == 12
     collector.close()
-    with Store.open(f"sqlite:///{daemon.data_dir / f'line-{LINE}' / 'store.db'}") as store:
+    with Store.open(InProcessLine.store_url) as store:
         first = mark(store, daemon.settings, LINE, "f11", "ok", "ann")
         undo(store, daemon.settings, LINE, first["correction"], "ann")
         again = mark(store, daemon.settings, LINE, "f11", "ok", "ann")
