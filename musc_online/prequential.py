@@ -105,6 +105,7 @@ def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object
         "unsure": unsure,
         "unsure_per_1000": _per_1000(unsure, len(live)),
         "unsure_good_per_1000_good": _per_1000(sum(o.label == "unsure" for o in goods), len(goods)),
+        "known_defect_on_good_per_1000_good": _per_1000(sum(o.nearest_defect is not None for o in goods), len(goods)),
         "auroc": _auroc(live),
         "rolling_auroc_min": min(rolling_values) if rolling_values else None,
         "rolling_auroc": rolling,

@@ -18,7 +18,7 @@ from musc_online.backbones import BackboneOutput
 from musc_online.datasets import Sample, load_image, load_mask
 from musc_online.metrics import compute_metrics
 from musc_online.online.corrections import confirm_defect, confirm_normal
-from musc_online.online.decision import Decision
+from musc_online.online.decision import Decision, NearestDefect
 from musc_online.online.judges import change_product
 from musc_online.online.scorer import OnlineScorer
 from musc_online.prequential import FrameOutcome, summarise
@@ -206,7 +206,7 @@ def replay_stream(
                 band_low=band.low,
                 band_high=band.high,
                 provisional=decision.provisional,
-                nearest_defect=decision.nearest_defect.label if decision.nearest_defect else None,
+                nearest_defect=_named(decision.nearest_defect),
                 corrected=corrected,
             )
         )
@@ -220,3 +220,8 @@ def replay_stream(
         len(outcomes) / elapsed,
         dict(operator.made) if operator else {},
     )
+
+
+def _named(defect: NearestDefect | None) -> str | None:
+    """A known defect's name for the records: its label, or its frame id when it was confirmed without one."""
+    return None if defect is None else defect.label or defect.frame_id

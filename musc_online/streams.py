@@ -7,8 +7,9 @@ category (``<root>/<category>/train/good``, ``test/good``, ``test/<defect_type>`
 reproducibly from a seed:
 
 - every frame is an augmented image (``augment``: small shift, rotation, brightness, noise and a JPEG round
-  trip), so no frame is ever a bit-for-bit copy of a judge, the un-augmented train/good originals the scorer
-  is given;
+  trip), so no frame is ever a bit-for-bit copy of a judge; the judges (the train/good images) are augmented
+  too, with their own draws, as a plant's seed pictures come through the same camera as its frames (clean
+  judges would score every camera frame a little abnormal and skew the bands calibrated from them);
 - slow drifts of lighting and position are pure functions of the stream position t in [0, 1];
 - the changeover stream switches half way to a strongly changed variant of the product (colour channels
   swapped, part scaled down), which comes with its own judges.
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -102,19 +103,30 @@ class _MaskLoader:
         return self.augmentation.apply_mask(mask)
 
 
-def _judges(catalog: Category, product_b: bool = False) -> list[Judge]:
+def _judges(catalog: Category, rng: np.random.Generator, product_b: bool = False) -> list[Judge]:
+    """The category's train/good images as judges, each through its own camera augmentation."""
     prefix = "B-" if product_b else ""
-    return [(f"{prefix}train_good_{s.path.stem}", _ImageLoader(s.path, None, product_b)) for s in catalog.train_good]
+    return [
+        (f"{prefix}train_good_{s.path.stem}", _ImageLoader(s.path, draw_augmentation(rng), product_b))
+        for s in catalog.train_good
+    ]
 
 
 # --- stream layouts ---------------------------------------------------------------------------------------
 
 
-def _rngs(name: str, seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
-    """Independent generators for the layout, the good-image order and the augmentations of one stream."""
-    children = np.random.SeedSequence([seed, zlib.crc32(name.encode())]).spawn(3)
-    layout, goods, augmentations = (np.random.default_rng(child) for child in children)
-    return layout, goods, augmentations
+class _Rngs(NamedTuple):
+    """Independent generators for the layout, the good-image order, the frames' and the judges' augmentations."""
+
+    layout: np.random.Generator
+    goods: np.random.Generator
+    frames: np.random.Generator
+    judges: np.random.Generator
+
+
+def _rngs(name: str, seed: int) -> _Rngs:
+    children = np.random.SeedSequence([seed, zlib.crc32(name.encode())]).spawn(4)
+    return _Rngs(*(np.random.default_rng(child) for child in children))
 
 
 def _cycle(rng: np.random.Generator, items: Sequence[_T]) -> Iterator[_T]:
@@ -152,14 +164,13 @@ def _assemble(
     *,
     seed: int,
     warmup: int,
-    goods_rng: np.random.Generator,
-    aug_rng: np.random.Generator,
+    rngs: _Rngs,
     drift: str = "",
     switch: int | None = None,
 ) -> Stream:
     """Frames for ``slots`` (None = a good part, else the defective sample), each with its own augmentation."""
     goods = _cycle(
-        goods_rng,
+        rngs.goods,
         [("test_good", s) for s in catalog.test_good] + [("train_good", s) for s in catalog.train_good],
     )
     frames = []
@@ -167,7 +178,7 @@ def _assemble(
     for index, defect in enumerate(slots):
         t = index / last
         augmentation = replace(
-            draw_augmentation(aug_rng),
+            draw_augmentation(rngs.frames),
             light=lighting_gain(t) if drift == "lighting" else 1.0,
             drift_x=position_shift(t) if drift == "position" else 0.0,
         )
@@ -194,9 +205,9 @@ def _assemble(
         name=name,
         description=description,
         frames=frames,
-        judges=_judges(catalog),
+        judges=_judges(catalog, rngs.judges),
         events={switch: "changeover"} if switch is not None else {},
-        changeover_judges=_judges(catalog, product_b=True) if switch is not None else [],
+        changeover_judges=_judges(catalog, rngs.judges, product_b=True) if switch is not None else [],
         warmup=warmup,
         seed=seed,
     )
@@ -216,7 +227,8 @@ def _rate_stream(
     """Defects of every type at ``rate`` of the frames after warm-up, at random positions; optional slow drift."""
     _check_lengths(length, warmup)
     catalog = read_category(root, category)
-    layout, goods_rng, aug_rng = _rngs(name, seed)
+    rngs = _rngs(name, seed)
+    layout = rngs.layout
     slots: list[Sample | None] = [None] * length
     pool = _cycle(layout, catalog.all_defects())
     positions = _spread(layout, warmup, length, rate)
@@ -230,9 +242,7 @@ def _rate_stream(
         f"{catalog.category}: {len(positions)} defects of any type ({rate:.0%} of the {length - warmup} frames after "
         f"a {warmup}-frame good warm-up) at random positions{drifting}; every frame augmented."
     )
-    return _assemble(
-        name, description, catalog, slots, seed=seed, warmup=warmup, goods_rng=goods_rng, aug_rng=aug_rng, drift=drift
-    )
+    return _assemble(name, description, catalog, slots, seed=seed, warmup=warmup, rngs=rngs, drift=drift)
 
 
 def _bad_batch_stream(
@@ -247,7 +257,8 @@ def _bad_batch_stream(
     """Good parts, then every image of the largest defect type in a row (shuffled), then good parts again."""
     _check_lengths(length, warmup)
     catalog = read_category(root, category)
-    layout, goods_rng, aug_rng = _rngs(name, seed)
+    rngs = _rngs(name, seed)
+    layout = rngs.layout
     defect_type = catalog.largest_type()
     batch = [catalog.defects[defect_type][int(i)] for i in layout.permutation(len(catalog.defects[defect_type]))]
     room = length - warmup
@@ -263,7 +274,7 @@ def _bad_batch_stream(
         f"{catalog.category}: good parts, then all {len(batch)} {defect_type!r} defects in a row (frames {start} to "
         f"{start + len(batch) - 1}), then good parts again; every frame augmented."
     )
-    return _assemble(name, description, catalog, slots, seed=seed, warmup=warmup, goods_rng=goods_rng, aug_rng=aug_rng)
+    return _assemble(name, description, catalog, slots, seed=seed, warmup=warmup, rngs=rngs)
 
 
 def _run_layout(rng: np.random.Generator, frames: int, share: float, mean_run: float) -> list[bool]:
@@ -299,7 +310,8 @@ def _recurring_stream(
     """The largest defect type in ``share`` of the frames after warm-up, in short runs; its images recur."""
     _check_lengths(length, warmup)
     catalog = read_category(root, category)
-    layout, goods_rng, aug_rng = _rngs(name, seed)
+    rngs = _rngs(name, seed)
+    layout = rngs.layout
     defect_type = catalog.largest_type()
     pool = _cycle(layout, catalog.defects[defect_type])
     flags = [False] * warmup + _run_layout(layout, length - warmup, share, mean_run)
@@ -310,7 +322,7 @@ def _recurring_stream(
         f"warm-up ({share:.0%}) in runs of mean length {mean_run:g}, its {len(catalog.defects[defect_type])} images "
         f"recurring with fresh augmentations."
     )
-    return _assemble(name, description, catalog, slots, seed=seed, warmup=warmup, goods_rng=goods_rng, aug_rng=aug_rng)
+    return _assemble(name, description, catalog, slots, seed=seed, warmup=warmup, rngs=rngs)
 
 
 def _changeover_stream(
@@ -326,8 +338,8 @@ def _changeover_stream(
     """Product A with defects at ``rate`` for the first half, then product B (``variant``) at the same rate."""
     _check_lengths(length, warmup)
     catalog = read_category(root, category)
-    layout, goods_rng, aug_rng = _rngs(name, seed)
-    switch = length // 2
+    rngs = _rngs(name, seed)
+    layout, switch = rngs.layout, length // 2
     slots: list[Sample | None] = [None] * length
     pool = _cycle(layout, catalog.all_defects())
     first = _spread(layout, warmup, switch, rate)
@@ -338,17 +350,7 @@ def _changeover_stream(
         f"{catalog.category}: product A with {len(first)} defects ({rate:.0%}) until frame {switch}, then product B "
         f"({VARIANT_NOTE}) with {len(second)} defects and its own judges; every frame augmented."
     )
-    return _assemble(
-        name,
-        description,
-        catalog,
-        slots,
-        seed=seed,
-        warmup=warmup,
-        goods_rng=goods_rng,
-        aug_rng=aug_rng,
-        switch=switch,
-    )
+    return _assemble(name, description, catalog, slots, seed=seed, warmup=warmup, rngs=rngs, switch=switch)
 
 
 STREAMS: dict[str, tuple[StreamBuilder, str]] = {

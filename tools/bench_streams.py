@@ -38,7 +38,6 @@ def scorers(window: int) -> dict[str, tuple[OnlineSettings, bool]]:
     earlier = replace(
         today,
         anchor="none",
-        calibration="admitted",
         defect_guard=False,
         thresholds=ThresholdSettings(method="quantile"),
     )

@@ -68,9 +68,6 @@ def replay_command(
     anchor: Annotated[str, typer.Option(help="judges (a frame is ok only if its judges agree) or none (paper).")] = (
         "judges"
     ),
-    calibration: Annotated[
-        str, typer.Option(help="Band from known_good parts (judges, confirmed ok) or admitted frames.")
-    ] = "known_good",
     stream: Annotated[
         str | None, typer.Option(help=f"A stress stream staged from the category: {', '.join(STREAM_NAMES)}.")
     ] = None,
@@ -111,7 +108,6 @@ def replay_command(
             judges_per_frame=judges_per_frame,
             admission=admit,
             anchor=anchor,
-            calibration=calibration,
             musc=musc,
         )
         if stream:

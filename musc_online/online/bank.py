@@ -230,7 +230,7 @@ class FeatureBank:
         if meta["format_version"] != FORMAT_VERSION:
             raise ValueError(f"{folder} has bank format {meta['format_version']}; this version reads {FORMAT_VERSION}")
         if expected_fingerprint is not None:
-            _check_fingerprint(folder, meta["fingerprint"], _plain(expected_fingerprint))
+            check_fingerprint(f"the bank at {folder}", meta["fingerprint"], expected_fingerprint)
         dim, ids = meta["dim"], meta["ids"]
         n = len(ids)
         shapes = None if meta["patch_shapes"] is None else [tuple(s) for s in meta["patch_shapes"]]
@@ -316,8 +316,9 @@ def _plain(fingerprint: Mapping[str, object]) -> dict[str, object]:
     return json.loads(json.dumps(dict(fingerprint), sort_keys=True, default=str))
 
 
-def _check_fingerprint(folder: Path, saved: dict[str, object], expected: dict[str, object]) -> None:
-    """Raise BankMismatchError naming each key whose saved and expected values differ."""
+def check_fingerprint(what: str, saved: dict[str, object], expected: Mapping[str, object]) -> None:
+    """Raise BankMismatchError naming ``what`` and each key whose saved and expected values differ."""
+    expected = _plain(expected)
     absent = object()
     differences = [
         f"{key}: saved {_shown(saved, key)}, expected {_shown(expected, key)}"
@@ -325,7 +326,7 @@ def _check_fingerprint(folder: Path, saved: dict[str, object], expected: dict[st
         if saved.get(key, absent) != expected.get(key, absent)
     ]
     if differences:
-        raise BankMismatchError(f"the bank at {folder} was built with other settings: " + "; ".join(differences))
+        raise BankMismatchError(f"{what} was built with other settings: " + "; ".join(differences))
 
 
 def _shown(fingerprint: dict[str, object], key: str) -> str:

@@ -4,8 +4,8 @@ Two opinions are judged, each by its own band: the combined one (the frame again
 its judges, as the paper scores it) and the judges' own (the frame against its judges alone). Both bands are
 calibrated from known-good scores: the seed judges (each scored against the others) and the frames an operator
 confirmed good. Only when there are too few of those (a line started without seed judges) do the scores of
-frames admitted during warm-up make up the shortfall; ``calibration = "admitted"`` keeps the earlier rule
-(every admitted frame counts) for comparison. Once calibrated a band is frozen until recalibrated.
+frames admitted during warm-up make up the shortfall, and only scores made against the full reference set
+(see ``OnlineScorer._admit``). Once calibrated a band is frozen until recalibrated.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ class Calibration:
 
     def _pool(self) -> list[float]:
         """The scores the combined band is calibrated from."""
-        if self.settings.calibration == "admitted":
-            return self.known_good + self.admitted
         shortfall = max(0, self.settings.calibration_scores - len(self.known_good))
         return self.known_good + self.admitted[:shortfall]
 
@@ -51,12 +49,12 @@ class Calibration:
         return expected_per_1000(self.band(), self._pool())
 
     def add_label(self, correction_id: str, score: float, judged: float | None, is_defect: bool) -> None:
-        """An operator's verdict on a frame: it moves both bands (by its combined and its judges' own score).
-
-        An ok verdict lifts the combined band while its frame votes in the window (see ``thresholds``) and the
-        judges' band while it is a judge: its judges' score is what judges say of a part known to be good."""
+        """An operator's verdict on a frame moves the combined band (see ``thresholds``); an ok verdict also lifts
+        the judges' band while the frame is a judge: its judges' score is what judges say of a part known to be
+        good. A defect verdict leaves the judges' band alone: it anchors normality, and a subtle defect the judges
+        barely notice would otherwise make every part unsure (the known-defect guard names its look-alikes)."""
         self.thresholds.add_label(correction_id, score, is_defect)
-        if judged is not None:
+        if judged is not None and not is_defect:
             self.judge_thresholds.add_label(correction_id, judged, is_defect)
 
     def remove_label(self, correction_id: str) -> None:
@@ -94,12 +92,9 @@ class Calibration:
     def recalibrate(self, voter_scores: list[float]) -> ThresholdBand:
         """Calibrate both bands again now (after a product change, or once operators confirmed more good parts).
 
-        Under ``known_good`` the voters only make up a shortfall of known-good scores; under ``admitted`` they count.
+        The voters' scores only make up a shortfall of known-good scores.
         """
-        if self.settings.calibration == "admitted":
-            pool = self.known_good + voter_scores
-        else:
-            pool = self.known_good + voter_scores[: max(0, self.settings.calibration_scores - len(self.known_good))]
+        pool = self.known_good + voter_scores[: max(0, self.settings.calibration_scores - len(self.known_good))]
         if len(pool) < self.settings.thresholds.min_scores:
             raise ValueError(
                 f"recalibrating needs at least {self.settings.thresholds.min_scores} normal scores (judges, confirmed "

@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from musc_online.atomic import replaced_folder, restored
-from musc_online.online.bank import FEATURES_FILE, INDEX_FILE, META_FILE, BankContents, FeatureBank
+from musc_online.online.bank import (
+    FEATURES_FILE,
+    INDEX_FILE,
+    META_FILE,
+    BankContents,
+    FeatureBank,
+    check_fingerprint,
+)
 from musc_online.online.corrections import Correction
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.window import RollingWindow
@@ -150,17 +157,36 @@ def write_judges(contents: BankContents, path: str | Path) -> None:
                 archive.write(file, file.name)
 
 
-def read_judges(path: str | Path, fingerprint: dict[str, object], device: torch.device) -> FeatureBank:
+def read_judges(path: str | Path, fingerprint: dict[str, object], device: torch.device, what: str = "") -> FeatureBank:
     """An exported judge bank, refused when it was made with another backbone or settings."""
     path = Path(path)
+    what = what or str(path)
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path} is not a judge bank export (a zip file made by 'judges export')")
+        raise ValueError(f"{what} is not a judge bank export (a zip file made by 'judges export')")
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         if not names <= JUDGE_EXPORT_FILES:
-            raise ValueError(f"{path} holds unexpected files {sorted(names - JUDGE_EXPORT_FILES)}")
+            raise ValueError(f"{what} holds unexpected files {sorted(names - JUDGE_EXPORT_FILES)}")
         archive.extractall(tmp)
+        if META_FILE in names:  # say which export differs, not which temporary folder
+            check_fingerprint(what, json.loads((Path(tmp) / META_FILE).read_text()).get("fingerprint", {}), fingerprint)
         return FeatureBank.load(Path(tmp), fingerprint, device=device)
+
+
+def judges_archive(contents: BankContents) -> bytes:
+    """A judge bank export as bytes (what ``write_judges`` writes to a file), e.g. to keep in the store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "judges.zip"
+        write_judges(contents, path)
+        return path.read_bytes()
+
+
+def judges_from_archive(data: bytes, what: str, scorer: OnlineScorer) -> FeatureBank:
+    """Inverse of ``judges_archive`` for this scorer: refused, naming ``what``, when made with other settings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "judges.zip"
+        path.write_bytes(data)
+        return read_judges(path, scorer.fingerprint, scorer.device, what)
 
 
 def add_imported_judges(scorer: OnlineScorer, incoming: FeatureBank) -> list[str]:

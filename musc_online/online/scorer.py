@@ -27,6 +27,7 @@ from musc_online.msm import compute_dtype, distances_from_similarity, interval_m
 from musc_online.online.bank import FeatureBank
 from musc_online.online.calibration import Calibration
 from musc_online.online.decision import Decision, NearestDefect, combine_opinions
+from musc_online.online.guard import nearest_known_defect
 from musc_online.online.settings import OnlineSettings
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy
 from musc_online.online.window import RollingWindow
@@ -237,7 +238,7 @@ class OnlineScorer:
 
         judge_ids = self._pick_judges(image_feature)
         voters = len(self.window)
-        patch_map, judges_map, references = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
+        patch_map, judges_map, references, normal_best = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
         lap("msm")
 
         size = (self.backbone.image_size, self.backbone.image_size)
@@ -247,7 +248,12 @@ class OnlineScorer:
         lap("rscin")
 
         band = self.calibration.band()
-        nearest = self._nearest_defect(image_feature)
+        nearest = None
+        if references:
+            maps = (patch_map, judges_map)
+            nearest = nearest_known_defect(
+                self.defects, self.settings.defect_match, image_feature, sets, grids, normal_best, maps
+            )
         label, opinions = self._opinions(band.decide(score), judge_score, nearest)
         steady = references >= self.steady_references()
         provisional = not steady or not self.thresholds.calibrated
@@ -281,29 +287,32 @@ class OnlineScorer:
 
     def _msm(
         self, sets: list[torch.Tensor], grids: list[tuple[int, int]], judge_ids: list[str], judge_rows: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int, list[torch.Tensor]]:
         """Mean MSM patch map over the scoring sets on the finest grid against all references (voters and judges),
-        the same against the ``judge_rows`` alone (None without any: the judges' own opinion), and the reference
-        count. Both come from the same similarity blocks: the judges' opinion costs one more interval mean per set.
+        the same against the ``judge_rows`` alone (None without any: the judges' own opinion), the reference
+        count, and per set each patch's best similarity to any reference (for the known-defect guard). All come
+        from the same similarity blocks: the judges' opinion costs one more interval mean per set.
         """
         finest = max(grids, key=lambda hw: hw[0] * hw[1])
         references = len(self.window) + len(judge_ids)
         if references == 0:
-            return torch.zeros(finest, dtype=torch.float64), None, 0
+            return torch.zeros(finest, dtype=torch.float64), None, 0, []
         musc = self.settings.musc
         k = interval_size(references, musc.topmin_max, musc.topk_rounding)
         k_judges = interval_size(len(judge_rows), musc.topmin_max, musc.topk_rounding) if judge_rows else 0
         rows = torch.tensor(judge_rows, dtype=torch.long, device=self.device)
         total = torch.zeros(finest, dtype=torch.float64, device=self.device)
         judged = torch.zeros_like(total)
+        normal_best = []
         for similarity, grid in zip(self._reference_similarity(sets, judge_ids), grids, strict=True):
+            normal_best.append(similarity.max(dim=0).values)
             distances = distances_from_similarity(similarity)
             total += upsample(interval_mean(distances, k, dim=0).view(1, *grid).double(), finest)[0]
             if judge_rows:
                 by_judges = interval_mean(distances.index_select(0, rows), k_judges, dim=0)
                 judged += upsample(by_judges.view(1, *grid).double(), finest)[0]
         judges_map = (judged / len(sets)).cpu() if judge_rows else None
-        return (total / len(sets)).cpu(), judges_map, references
+        return (total / len(sets)).cpu(), judges_map, references, normal_best
 
     def rescore(self, raw: float, image_feature: torch.Tensor, judge_ids: Sequence[str] = ()) -> float:
         """Online RsCIN of one frame's raw score over itself, the window's voters and the given judges."""
@@ -366,14 +375,6 @@ class OnlineScorer:
     def recalibrate(self) -> ThresholdBand:
         """Calibrate the bands again from the known-good scores (e.g. after a product change; see ``calibration``)."""
         return self.calibration.recalibrate([float(s) for s in self.window.voter_scores()])
-
-    def _nearest_defect(self, image_feature: torch.Tensor) -> NearestDefect | None:
-        if self.defects is None or len(self.defects) == 0:
-            return None
-        defect_id, similarity = self.defects.search(image_feature.cpu(), 1)[0][0]
-        if similarity < self.settings.defect_match:
-            return None
-        return NearestDefect(defect_id, self.defects.label(defect_id), float(similarity))
 
     # ------------------------------------------------------------------------------------ frame memory
     def _count(self, label: str, provisional: bool) -> None:

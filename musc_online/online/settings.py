@@ -88,18 +88,13 @@ class OnlineSettings:
         'cannot vouch for their look-alikes on their own; "none": the window and judges together decide (the paper).',
         one_of("judges", "none"),
     )
-    calibration: str = knob(
-        "known_good",
-        '"known_good": the bands come from parts known to be good (seed judges, frames confirmed ok), warm-up frames '
-        'only making up a shortfall; "admitted": from every frame admitted while no band existed (earlier versions).',
-        one_of("known_good", "admitted"),
-    )
     defect_guard: bool = knob(
-        True, "A frame that looks like a defect an operator confirmed (see defect_match) is never decided ok."
+        True, "A frame that carries the flaw of a defect an operator confirmed (see defect_match) is never decided ok."
     )
     defect_match: float = knob(
         0.9,
-        "Image-feature cosine similarity above which a frame is named after a known defect, in [-1, 1].",
+        "Image-feature cosine similarity from which a confirmed defect's patches are compared with a frame's (the"
+        " frame is named after it when its flaw matches), in [-1, 1].",
         between(-1.0, 1.0),
     )
     musc: MuscSettings = field(default_factory=MuscSettings)

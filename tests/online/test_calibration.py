@@ -1,0 +1,84 @@
+"""Where the bands come from: known-good scores first, warm-up scores only for a shortfall; corrections move
+both bands (the combined one while the frame votes, the judges' one while it judges); state round-trips."""
+
+import math
+
+import numpy as np
+import pytest
+
+from musc_online.online.calibration import Calibration
+from musc_online.online.settings import OnlineSettings, ThresholdSettings
+
+SETTINGS = OnlineSettings(calibration_scores=10, thresholds=ThresholdSettings(min_scores=4))
+
+
+def _scores(centre: float, n: int, seed: int = 0) -> list[float]:
+    return list(centre + 0.01 * np.random.default_rng(seed).standard_normal(n))
+
+
+def test_known_good_scores_set_the_band_and_warm_up_scores_only_make_up_the_shortfall():
+    calibration = Calibration(SETTINGS)
+    for score in _scores(1.0, 8):  # seed judges
+        calibration.add_known_good(score, None)
+    assert calibration.band().source == "provisional"
+    for score in _scores(5.0, 6, seed=1):  # warm-up frames scoring far higher: only two count
+        calibration.add_admitted(score)
+    band = calibration.band()
+    assert band.source == "calibrated" and band.low < 2.0
+    assert calibration.recalibrate(_scores(5.0, 30, seed=2)).low < 2.0  # voters only make up the shortfall too
+    without_judges = Calibration(SETTINGS)
+    for score in _scores(5.0, 10, seed=1):
+        without_judges.add_admitted(score)
+    assert without_judges.band().source == "calibrated" and without_judges.band().low > 4.0
+
+
+def test_the_band_freezes_once_calibrated_and_recalibrate_needs_enough_scores():
+    calibration = Calibration(SETTINGS)
+    for score in _scores(1.0, 10):
+        calibration.add_known_good(score, None)
+    frozen = calibration.band()
+    calibration.add_known_good(9.0, None)
+    assert calibration.band() == frozen
+    assert calibration.recalibrate([]).high > frozen.high  # the 9.0 counts now
+    with pytest.raises(ValueError, match="at least 4 normal scores"):
+        Calibration(SETTINGS).recalibrate([1.0])
+
+
+def test_an_ok_verdict_lifts_both_bands_and_each_lift_ends_on_its_own():
+    calibration = Calibration(SETTINGS)
+    for score, judged in zip(_scores(1.0, 10), _scores(2.0, 10, seed=3), strict=True):
+        calibration.add_known_good(score, judged)
+    combined, judges = calibration.band(), calibration.judge_band()
+    assert judges.source == "calibrated"
+    calibration.add_label("c1", 1.5, 2.5, is_defect=False)
+    assert calibration.band().low > 1.5 and calibration.judge_band().low > 2.5
+    calibration.thresholds.remove_label("c1")  # the frame left the window: it still judges
+    assert calibration.band() == combined and calibration.judge_band().low > 2.5
+    calibration.remove_label("c1")  # undone
+    assert calibration.judge_band() == judges
+
+
+def test_a_defect_verdict_lowers_a_provisional_band_too():
+    calibration = Calibration(SETTINGS)
+    for score in _scores(1.0, 5):
+        calibration.add_known_good(score, None)
+    assert calibration.band().source == "provisional"
+    calibration.add_label("c1", 1.01, None, is_defect=True)
+    band = calibration.band()
+    assert band.high == 1.01 and band.source == "corrections"
+
+
+def test_expected_rates_follow_the_target_and_state_round_trips():
+    settings = OnlineSettings(calibration_scores=400)
+    calibration = Calibration(settings)
+    for score, judged in zip(_scores(1.0, 400), _scores(2.0, 400, seed=5), strict=True):
+        calibration.add_known_good(score, judged)
+    rates = calibration.expected_per_1000()
+    assert rates["flagged"] == pytest.approx(settings.thresholds.flagged_per_1000, rel=0.05)
+    assert rates["false_alarms"] == pytest.approx(settings.thresholds.false_alarms_per_1000, rel=0.05)
+    assert 0 <= rates["observed_false_alarms"] <= rates["observed_flagged"] <= 60
+    restored = Calibration(settings)
+    restored.restore(calibration.state())
+    assert restored.band() == calibration.band() and restored.judge_band() == calibration.judge_band()
+    assert all(v is None for v in Calibration(settings).expected_per_1000().values())
+    assert math.isnan(Calibration(settings).band().low)

@@ -1,0 +1,57 @@
+"""What a plant counts on a replayed stream: escapes, false alarms and unsure per 1,000 after warm-up, time to
+learn, the records file and the timeline picture."""
+
+import json
+
+import pytest
+
+from musc_online.prequential import FrameOutcome, summarise, time_to_learn, timeline_png, write_records
+
+
+def _outcome(
+    index: int, truth: int, label: str, corrected: str | None = None, known_defect: str | None = None
+) -> FrameOutcome:
+    kind = "crack" if truth else "good"
+    score = {"ok": 0.1, "unsure": 0.5, "defect": 0.9}[label] + 0.001 * index
+    return FrameOutcome(index, f"f{index}", truth, kind, label, score, None, 0.3, 0.7, False, known_defect, corrected)
+
+
+STREAM = [
+    _outcome(0, 1, "ok"),  # warm-up: not counted
+    _outcome(1, 0, "defect"),  # warm-up
+    _outcome(2, 0, "ok"),
+    _outcome(3, 0, "defect", corrected="ok"),  # a false alarm, corrected
+    _outcome(4, 1, "ok"),  # an escape
+    _outcome(5, 0, "unsure", known_defect="crack"),  # the known-defect guard fired on a good part
+    _outcome(6, 1, "defect", corrected="defect"),
+    _outcome(7, 0, "ok"),  # the first good part decided ok after the ok correction at 3
+    _outcome(8, 1, "unsure"),
+    _outcome(9, 1, "defect"),  # the first crack decided defect after the correction at 6
+]
+
+
+def test_summary_counts_after_warm_up_per_1000():
+    summary = summarise(STREAM, warmup=2)
+    assert (summary["frames"], summary["good"], summary["defective"]) == (8, 4, 4)
+    assert summary["escapes"] == 1 and summary["escapes_per_1000"] == pytest.approx(125.0)
+    assert summary["false_alarms"] == 1 and summary["false_alarms_per_1000_good"] == pytest.approx(250.0)
+    assert summary["unsure"] == 2 and summary["unsure_per_1000"] == pytest.approx(250.0)
+    assert summary["unsure_good_per_1000_good"] == pytest.approx(250.0)
+    assert summary["known_defect_on_good_per_1000_good"] == pytest.approx(250.0)
+    assert summary["corrections"] == 2
+    assert summary["auroc"] == pytest.approx(0.75)  # the escape (4) scores below every good part but one
+
+
+def test_time_to_learn_is_frames_to_the_next_look_alike_decided_right():
+    assert time_to_learn(STREAM) == [4, 3]
+    assert summarise(STREAM, warmup=2)["time_to_learn_median"] == pytest.approx(3.5)
+    never = [_outcome(0, 1, "ok", corrected="defect"), _outcome(1, 1, "ok")]
+    assert time_to_learn(never) == []
+
+
+def test_records_and_timeline_are_written(tmp_path):
+    records = write_records(STREAM, tmp_path / "out" / "records.jsonl")
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(rows) == len(STREAM) and rows[4] == {**rows[4], "truth": 1, "label": "ok", "frame_id": "f4"}
+    picture = timeline_png(STREAM, tmp_path / "t.png", "test stream", {5: "changeover"}, warmup=2)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
