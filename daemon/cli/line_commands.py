@@ -1,4 +1,4 @@
-"""Line tools of ``musc-online``: ``publish`` (a camera stand-in), ``status``, ``demo``, ``judges`` and ``band``."""
+"""Line tools of ``musc-online``: ``publish`` (a camera stand-in), ``status``, ``demo`` and ``band``."""
 
 from __future__ import annotations
 
@@ -229,36 +229,7 @@ def _print_decision(message: dict) -> None:
     )
 
 
-def judges_command(
-    action: Annotated[str, typer.Argument(help="list, add DIR, remove ID, export FILE or import FILE.")],
-    target: Annotated[str | None, typer.Argument(help="The folder, judge id or file the action needs.")] = None,
-    line: Line = 3,
-    config_file: ConfigFile = None,
-) -> None:
-    """Curate a running line's judge bank: seed it from good images, prune it, move it between lines."""
-    needs = {"list": None, "add": "folder", "remove": "id", "export": "file", "import": "file"}
-    if action not in needs:
-        typer.secho(f"error: unknown action {action!r}; choose {', '.join(needs)}", fg="red", err=True)
-        raise typer.Exit(2)
-    args = {"action": action}
-    if needs[action]:
-        if not target:
-            typer.secho(f"error: 'judges {action}' needs a {needs[action]}", fg="red", err=True)
-            raise typer.Exit(2)
-        args[needs[action]] = str(Path(target).resolve()) if needs[action] != "id" else target
-    result = _running_line(line, config_file, "judges", **args)
-    if action == "list":
-        table = Table(title=f"Judges of line {line}")
-        for column in ("id", "source", "score"):
-            table.add_column(column)
-        for judge in result:
-            table.add_row(judge["id"], judge["source"], "-" if judge["score"] is None else f"{judge['score']:.4f}")
-        Console().print(table)
-    else:
-        typer.echo(json.dumps(result))
-
-
-def _running_line(line: int, config_file: Path | None, command: str, **args: object) -> object:
+def running_line(line: int, config_file: Path | None, command: str, **args: object) -> object:
     """A control command's result from the running line, or exit 2 saying why (not running, or refused)."""
     settings = load_or_exit(line, config_file).transport_settings()
     try:
@@ -297,7 +268,7 @@ def _print_band(result: dict) -> None:
 @band_app.command("show")
 def band_show(line: Line = 3, config_file: ConfigFile = None) -> None:
     """Print the band the line decides with: below low ok, from high defect, unsure between."""
-    _print_band(_running_line(line, config_file, "band", action="show"))
+    _print_band(running_line(line, config_file, "band", action="show"))
 
 
 @band_app.command("set")
@@ -310,7 +281,7 @@ def band_set(
 ) -> None:
     """Set the band by hand; operators' corrections still adjust it."""
     args = {"action": "set", "low": low, "high": high, "operator": operator or _user()}
-    _print_band(_running_line(line, config_file, "band", **args))
+    _print_band(running_line(line, config_file, "band", **args))
 
 
 @band_app.command("recalibrate")
@@ -320,7 +291,7 @@ def band_recalibrate(
     config_file: ConfigFile = None,
 ) -> None:
     """Calibrate the band again from the line's judges and voters (after a product change, or new judges)."""
-    _print_band(_running_line(line, config_file, "band", action="recalibrate", operator=operator or _user()))
+    _print_band(running_line(line, config_file, "band", action="recalibrate", operator=operator or _user()))
 
 
 def _user() -> str:

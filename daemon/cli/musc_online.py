@@ -6,7 +6,8 @@ from __future__ import annotations
 import typer
 
 from daemon.cli.accounts_commands import accounts_app
-from daemon.cli.line_commands import band_app, demo_command, judges_command, publish_command, status_command
+from daemon.cli.judges_commands import judges_command
+from daemon.cli.line_commands import band_app, demo_command, publish_command, status_command
 from daemon.cli.review_commands import review_app
 from musc_online.cli.eval_command import eval_command
 from musc_online.cli.replay_command import replay_command

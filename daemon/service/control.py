@@ -21,7 +21,13 @@ from daemon.store import Store
 from musc_online.datasets import images_in, load_image
 from musc_online.messages import control_reply, parse_control_request
 from musc_online.online.judges import add_judges, prepare_judges, remove_judge
-from musc_online.online.persistence import add_imported_judges, read_judges, write_judges
+from musc_online.online.persistence import (
+    add_imported_judges,
+    judges_archive,
+    judges_from_archive,
+    read_judges,
+    write_judges,
+)
 from musc_online.online.scorer import OnlineScorer
 from musc_online.protocol import ProtocolError
 from musc_online.transport import Socket, recv_parts, send_parts
@@ -112,7 +118,7 @@ class Control:
         return added
 
     def judges(self, args: dict[str, Any]) -> object:
-        """Curate the judge bank: list, add a folder, remove one, export to or import from a file."""
+        """Curate the judge bank: list, add a folder, remove one, export to or import from a file or the store."""
         action = args.get("action")
         if action == "list":
             sources = {j.judge_id: j.source for j in self.store.judges(self.line)}
@@ -133,10 +139,19 @@ class Control:
                 if self.scorer.judges is None or len(self.scorer.judges) == 0:
                     raise ValueError("the judge bank is empty: nothing to export")
                 contents = self.scorer.judges.contents(self.scorer.fingerprint)
+            count = len(contents.meta["ids"])
+            if "store_name" in args:  # into the store, where a line on any host can import it
+                data = judges_archive(contents)
+                self.store.save_judge_bank(args["store_name"], self.line, count, self.scorer.fingerprint, data)
+                return {"exported": count, "store_name": args["store_name"]}
             write_judges(contents, args["file"])
-            return {"exported": len(contents.meta["ids"]), "file": args["file"]}
+            return {"exported": count, "file": args["file"]}
         if action == "import":
-            incoming = read_judges(args["file"], self.scorer.fingerprint, self.scorer.device)
+            if "store_name" in args:
+                saved = self.store.judge_bank(args["store_name"])
+                incoming = judges_from_archive(saved.data, f"judge bank {saved.name!r} in the store", self.scorer)
+            else:
+                incoming = read_judges(args["file"], self.scorer.fingerprint, self.scorer.device)
             with self.lock:
                 added = add_imported_judges(self.scorer, incoming)
             for judge_id in added:

@@ -14,6 +14,7 @@ from daemon.store.records import (
     AccountRecord,
     ConflictError,
     JudgeBankRecord,
+    JudgeBankSummary,
     LineReport,
     NotFoundError,
     check_choice,
@@ -98,3 +99,10 @@ class PlantQueries(Database):
                 known = ", ".join(session.scalars(select(JudgeBankRow.name))) or "none"
                 raise NotFoundError(f"no judge bank {name!r} in the store (known: {known})")
             return record_from(JudgeBankRecord, row)
+
+    def judge_banks(self) -> list[JudgeBankSummary]:
+        """Every judge bank in the store, by name (without the exports themselves)."""
+        columns = [getattr(JudgeBankRow, f) for f in ("name", "from_line", "judges", "fingerprint", "created_at")]
+        with self._reads() as session:
+            rows = session.execute(select(*columns).order_by(JudgeBankRow.name))
+            return [JudgeBankSummary(*row) for row in rows]

@@ -203,7 +203,7 @@ class AccountRecord:
 
 
 @dataclass(frozen=True)
-class JudgeBankRecord:
+class JudgeBankSummary:
     """A judge bank in the store: an export of ``judges`` judges of ``from_line``, with its fingerprint."""
 
     name: str
@@ -211,4 +211,10 @@ class JudgeBankRecord:
     judges: int
     fingerprint: Any
     created_at: float
+
+
+@dataclass(frozen=True)
+class JudgeBankRecord(JudgeBankSummary):
+    """A judge bank in the store with its export (the zip ``judges export`` writes)."""
+
     data: bytes

@@ -72,3 +72,32 @@ def test_judges_are_reloaded_from_a_folder_and_recorded(tmp_path):
     missing = line.call("reload_judges")
     assert not missing["ok"] and "judges_dir" in missing["error"]
     line.stop()
+
+
+def test_a_judge_bank_moves_to_another_line_through_the_store_and_a_foreign_one_is_refused(tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(frame(rng)).save(good / f"part{i}.png")
+    source = InProcessLine(tmp_path / "source")
+    source.call("judges", action="add", folder=str(good))
+    exported = source.call("judges", action="export", store_name="widget-v1")["result"]
+    assert exported == {"exported": 3, "store_name": "widget-v1"}
+    (summary,) = source.store.judge_banks()
+    assert (summary.name, summary.from_line, summary.judges) == ("widget-v1", LINE, 3)
+    source.stop()
+
+    other = InProcessLine(tmp_path / "other")  # another line (here another data folder) on the same store
+    assert other.call("judges", action="import", store_name="widget-v1")["result"] == {"imported": 3}
+    assert sorted(j["id"] for j in other.call("judges", action="list")["result"]) == [f"seed/part{i}" for i in range(3)]
+    missing = other.call("judges", action="import", store_name="nope")
+    assert not missing["ok"] and "no judge bank 'nope'" in missing["error"] and "widget-v1" in missing["error"]
+    other.stop()
+
+    foreign = InProcessLine(tmp_path / "foreign", **{"model.image_size": 32})
+    refused = foreign.call("judges", action="import", store_name="widget-v1")
+    assert not refused["ok"]
+    assert "judge bank 'widget-v1' in the store was built with other settings" in refused["error"]
+    assert "image_size: saved 64, expected 32" in refused["error"]
+    foreign.stop()
