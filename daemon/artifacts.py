@@ -85,6 +85,8 @@ class ArtifactWriter:
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"artifact image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        if self.files is None or self.files >= self.max_files:  # make room first: the folder never holds more
+            self.prune(keep=self.max_files - 1)
         picture = side_by_side(image, heat_scale(decision.heatmap(image.shape[:2]), decision))
         day = (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d")
         target = self.folder / day / safe_name(decision.label)
@@ -132,8 +134,9 @@ class ArtifactWriter:
                             files.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
         return sorted(files)
 
-    def prune(self, now: float | None = None) -> int:
-        """Delete artifacts older than ``max_age_days``, then the oldest beyond ``max_files``; returns how many.
+    def prune(self, now: float | None = None, keep: int | None = None) -> int:
+        """Delete artifacts older than ``max_age_days``, then the oldest beyond ``keep`` (default ``max_files``);
+        returns how many.
 
         Empty label and day folders go too. Only files in this writer's layout are touched.
         """
@@ -141,7 +144,7 @@ class ArtifactWriter:
         layout = self._layout()
         files = self._files(layout)
         old = sum(1 for mtime, _ in files if mtime < cutoff)  # files are oldest first: the old ones lead
-        doomed = files[: max(old, len(files) - self.max_files)]
+        doomed = files[: max(old, len(files) - (self.max_files if keep is None else keep))]
         for _, path in doomed:
             Path(path).unlink(missing_ok=True)
         for day, labels in layout:

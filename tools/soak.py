@@ -14,8 +14,9 @@ It reports and checks:
   unanswerable: counted apart);
   the store's received = decided + refused, with nothing pending;
 - corrections: every mark is applied, none failed, and the running scorer holds each active one;
-- resources: the daemon's resident memory after warm-up (growth from the 25 % to the 100 % point of each
-  daemon's life, in %), and the artifact folder never above ``--max-files`` pictures once pruned;
+- resources: the daemon's resident memory levels off (growth over the second half of each daemon's life under
+  5 %; growth from its 25 % point and a per-minute curve are reported too), and the artifact folder never
+  holds more than ``--max-files`` pictures;
 - time: p50/p99 of decided frames (camera send to answer received), frames shed as late and overloaded,
   and how long after max(deadline, arrival) each late frame was answered (must be under 100 ms).
 The exit status is 1 when a check fails. Example (2 CPU cores): ``python tools/soak.py --json out.json``.
@@ -93,16 +94,28 @@ class Watcher:
         self._stop.set()
         self._thread.join()
 
-    def growth_percent(self) -> list[float]:
-        """Per daemon process: resident memory at the end of its life over that at 25 % of it, in % above 100."""
+    def growth_percent(self, start: float = 0.25) -> list[float]:
+        """Per daemon process: resident memory at the end of its life over that at ``start`` of it, in % above 100
+        (medians of a tenth of the samples each)."""
         growth = []
         for pid in dict.fromkeys(p for _, p, _ in self.memory):
             rss = [kib for _, p, kib in self.memory if p == pid]
             if len(rss) >= 8:
-                warm = float(np.median(rss[len(rss) // 4 : len(rss) // 4 + max(2, len(rss) // 10)]))
+                first = int(start * len(rss))
+                warm = float(np.median(rss[first : first + max(2, len(rss) // 10)]))
                 late = float(np.median(rss[-max(2, len(rss) // 10) :]))
                 growth.append(100.0 * (late / warm - 1.0))
         return growth
+
+    def memory_minutes(self) -> list[tuple[int, int, float]]:
+        """(pid, minute since the soak began, median resident MiB) for the report: the curve behind the figures."""
+        if not self.memory:
+            return []
+        begin = self.memory[0][0]
+        minutes: dict[tuple[int, int], list[int]] = {}
+        for when, pid, kib in self.memory:
+            minutes.setdefault((pid, int((when - begin) // 60)), []).append(kib)
+        return [(pid, minute, float(np.median(kib)) / 1024) for (pid, minute), kib in minutes.items()]
 
 
 class Operator:
@@ -205,16 +218,29 @@ def soak(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str, 
     return _report(args, status, store, answers, operator.marks, run, restart_s, watcher, started)
 
 
+def _valid_answers(answers: Answers) -> dict[str, tuple[float, dict[str, Any]]]:
+    """Each frame id's answer: its decision when there is one, else its first refusal. A malformed frame that
+    repeats an earlier id is refused as a duplicate, sometimes before the original is decided: that refusal
+    answers the repeat, not the original."""
+    chosen: dict[str, tuple[float, dict[str, Any]]] = {}
+    for arrived, message in answers.all:
+        frame_id = str(message.get("frame_id"))
+        if frame_id not in chosen or (chosen[frame_id][1].get("code") and message.get("code") is None):
+            chosen[frame_id] = (arrived, message)
+    return chosen
+
+
 def _report(args, status, store, answers, marks, run, restart_s, watcher, started) -> dict[str, Any]:
     """The figures of a finished soak, and its checks."""
     sent, missing, exits = run["sent"], run["missing"], run["exits"]
     counts = store.counts(LINE)
     recorded = store.frame_outcomes(LINE, missing)
     decided, late, overloaded, other = [], [], [], []
+    answered = _valid_answers(answers)
     for frame_id in sent:
-        if frame_id not in answers.arrived:
+        if frame_id not in answered:
             continue
-        arrived, message = answers.arrived[frame_id]
+        arrived, message = answered[frame_id]
         code = message.get("code")
         if code is None:
             decided.append(arrived - sent[frame_id])
@@ -229,7 +255,7 @@ def _report(args, status, store, answers, marks, run, restart_s, watcher, starte
     marked = [corrections[i] for i in marks]
     active = [c for c in corrections.values() if c.undoes is None and c.undone_at is None]
     pictures = [files for _, files, _ in watcher.pictures]
-    growth = watcher.growth_percent()
+    growth, plateau = watcher.growth_percent(), watcher.growth_percent(start=0.5)
     in_transit = [i for i in missing if i not in recorded]
     sent_before_kill = [run["killed_at"] - sent[i] for i in in_transit]
     figures = {
@@ -262,6 +288,8 @@ def _report(args, status, store, answers, marks, run, restart_s, watcher, starte
             "active_in_scorer": status["scorer"]["corrections"],
         },
         "memory_growth_after_warmup_percent": growth,
+        "memory_growth_second_half_percent": plateau,
+        "memory_mib_per_minute": watcher.memory_minutes(),
         "rss_mib_last": watcher.memory[-1][2] / 1024 if watcher.memory else None,
         "artifacts": {"max_files": args.max_files, "most_seen": max(pictures, default=0), "at_end": pictures[-1]},
     }
@@ -274,8 +302,8 @@ def _report(args, status, store, answers, marks, run, restart_s, watcher, starte
         "no_correction_lost": len(marked) == figures["corrections"]["applied"]
         and not figures["corrections"]["failed"]
         and len(active) == status["scorer"]["corrections"],
-        "memory_flat": bool(growth) and max(growth) < 5.0,
-        "artifacts_within_limit": figures["artifacts"]["at_end"] <= args.max_files,
+        "memory_flat": bool(plateau) and max(plateau) < 5.0,  # levelled off: no growth over each second half
+        "artifacts_within_limit": figures["artifacts"]["most_seen"] <= args.max_files,
         "late_answered_within_100ms": not late or max(late) <= 0.1,
     }
     return figures

@@ -1,9 +1,9 @@
 """The picture thread: writes each kept decision's frame-and-heatmap PNG and keeps the folder within its limits.
 
 PNG encoding and disk writes are slow and the disk may be slower still, so they happen here, off the
-scoring path; the store learns each picture's path through the recorder. The folder is pruned to
-``max_files`` and ``max_age_days`` whenever a new picture takes it over the count, and at least every ``PRUNE_PERIOD_S``
-(pictures age out).
+scoring path; the store learns each picture's path through the recorder. The writer makes room before each
+picture, so the folder never holds more than ``max_files``; it is also pruned every ``PRUNE_PERIOD_S``
+(pictures age out after ``max_age_days``).
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ class PictureWriter:
             for job in jobs:
                 self.records.put(NewPicture(job.seq, self._save(job)))
             self.jobs.done(len(jobs))
-            over = self.writer.files is None or self.writer.files > self.writer.max_files
-            if over or time.monotonic() - last_prune >= PRUNE_PERIOD_S:
+            if time.monotonic() - last_prune >= PRUNE_PERIOD_S:
                 self._prune()
                 last_prune = time.monotonic()
         self._prune()

@@ -119,14 +119,17 @@ def test_prune_removes_old_files_and_their_empty_day_folders(tmp_path: Path) -> 
     assert writer.prune(now=now) == 0
 
 
-def test_prune_keeps_the_newest_max_files(tmp_path: Path) -> None:
+def test_the_folder_never_holds_more_than_max_files(tmp_path: Path) -> None:
     now = 1_800_000_000.0
     writer = ArtifactWriter(tmp_path, max_files=3)
-    paths = [writer.save(decision(f"f{i}", "unsure"), IMAGE, when=DAY) for i in range(5)]
-    for i, path in enumerate(paths):
-        age(path, now - 100 + i)
-    assert writer.prune(now=now) == 2
+    paths = []
+    for i in range(5):
+        paths.append(writer.save(decision(f"f{i}", "unsure"), IMAGE, when=DAY))
+        age(paths[-1], now - 100 + i)
+        assert len(pngs(tmp_path)) == min(i + 1, 3)  # room is made before a picture is written, never after
     assert pngs(tmp_path) == sorted(paths[2:])
+    assert writer.prune(now=now, keep=1) == 2
+    assert pngs(tmp_path) == [paths[4]]
 
 
 def test_prune_touches_nothing_outside_its_layout(tmp_path: Path) -> None:
