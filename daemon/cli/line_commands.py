@@ -82,6 +82,8 @@ def _status_table(status: dict) -> Table:
             ("judges", scorer["judges"]),
             ("known defects", scorer["known_defects"]),
             ("band low / high", _band_text(band)),
+            ("expected per 1,000 good parts", _expected_text(scorer.get("expected_per_1000") or {})),
+            ("judges' band low / high", _judges_band_text(scorer.get("judge_band"))),
             ("corrections moving the band", scorer["corrections_moving_band"]),
             ("age budget / scoring takes", f"{budget} / {status['expected_scoring_ms']:.0f} ms a frame"),
             ("queues", queues),
@@ -97,6 +99,20 @@ def _band_text(band: dict) -> str:
     if band["low"] is None or band["source"] == "unset":
         return "not calibrated yet (decisions unsure)"
     return f"{band['low']:.4f} / {band['high']:.4f} ({band['source']})"
+
+
+def _judges_band_text(band: dict | None) -> str:
+    if band is None or band["low"] is None or band["source"] == "unset":
+        return "none yet (too few judges)"
+    return _band_text(band)
+
+
+def _expected_text(rates: dict) -> str:
+    """Good parts per 1,000 the band flags and decides defective, as calibrated (and as seen among known-good)."""
+    if rates.get("flagged") is None:
+        return "-"
+    seen = f"{rates['observed_flagged']:.0f} / {rates['observed_false_alarms']:.0f}"
+    return f"{rates['flagged']:.1f} flagged / {rates['false_alarms']:.1f} false alarms (seen: {seen})"
 
 
 def line_status(line: int, config_file: Path | None = None, timeout_ms: int = 2000) -> dict:

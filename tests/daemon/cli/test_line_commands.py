@@ -69,6 +69,10 @@ def test_band_show_set_and_recalibrate_reach_the_running_line(tmp_path, monkeypa
         return runner.invoke(app, ["band", *args, "--line", str(LINE)])
 
     assert "(calibrated)" in band("show").stdout
+    shown = runner.invoke(app, ["status", "--line", str(LINE)]).stdout
+    assert "expected per 1,000 good parts" in shown and "20.0 flagged / 2.0 false alarms" in shown
+    rates = json.loads(runner.invoke(app, ["status", "--line", str(LINE), "--json"]).stdout)["scorer"]
+    assert 0 < rates["expected_per_1000"]["false_alarms"] < rates["expected_per_1000"]["flagged"] < 1000
     changed = band("set", "0.1", "0.2", "--operator", "ann")
     assert changed.exit_code == 0 and "band 0.1000 / 0.2000 (operator)" in changed.stdout
     assert band("set", "0.3", "0.2").exit_code == 2
