@@ -384,11 +384,14 @@ def build_stream(
     root: str | Path,
     category: str,
     length: int = DEFAULT_LENGTH,
-    warmup: int = DEFAULT_WARMUP,
+    warmup: int | None = None,
     seed: int = 0,
 ) -> Stream:
-    """The stream ``name`` from ``root``/``category`` (MVTec AD layout); cheap: images are read by ``load``."""
+    """The stream ``name`` from ``root``/``category`` (MVTec AD layout); cheap: images are read by ``load``.
+
+    ``warmup`` good frames start it: by default ``DEFAULT_WARMUP``, or a quarter of a shorter stream's length.
+    """
     if name not in STREAMS:
         raise ValueError(f"unknown stream {name!r}; known streams: {', '.join(STREAMS)}")
     builder, _ = STREAMS[name]
-    return builder(root, category, length, warmup, seed)
+    return builder(root, category, length, min(DEFAULT_WARMUP, length // 4) if warmup is None else warmup, seed)

@@ -14,10 +14,15 @@ import shlex
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from musc_online.synthetic import synthetic_product
 from musc_online.transport import free_port_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +53,22 @@ AS_TESTED = {
     "../shared/data/mvtec_ad/bottle/train/good --compare-batch": ".venv/bin/musc-online replay --root "
     "../shared/data/mvtec_ad --category bottle --size 96 --window 16 --judges "
     "../shared/data/mvtec_ad/bottle/train/good --compare-batch",
+    ".venv/bin/musc-online replay --root ../shared/data/mvtec_ad --category bottle --size 256 --stream bad_batch "
+    "--operator-corrects 1 --records runs/bad_batch.jsonl --timeline runs/bad_batch.png": ".venv/bin/musc-online "
+    "replay --root ../shared/data/mvtec_ad --category bottle --size 96 --window 8 --stream bad_batch --length 40 "
+    "--operator-corrects 1 --records {tmp}/bad_batch.jsonl --timeline {tmp}/bad_batch.png",
+    ".venv/bin/musc-online judges add ../shared/data/mvtec_ad/bottle/train/good --line 3": (
+        ".venv/bin/musc-online judges add {tmp}/good --line 3"  # a few synthetic good parts: no dataset needed
+    ),
+    ".venv/bin/musc-online judges export --store bottle-v1 --line 3": (
+        ".venv/bin/musc-online judges export --store bottle-v1 --line 3"
+    ),
+    ".venv/bin/musc-online accounts add ann --role operator": (
+        ".venv/bin/musc-online accounts add ann --role operator --password-stdin"
+    ),
+    ".venv/bin/musc-online review --web --host 0.0.0.0 --port 8080": (
+        ".venv/bin/musc-online review --web --host 0.0.0.0 --port {port}"
+    ),
 }
 
 
@@ -116,6 +137,15 @@ def test_the_line_commands_in_their_order(line_env, tmp_path):
         run(AS_TESTED[".venv/bin/musc-online review --line 3"], line_env, tmp_path, stdin="q\n")
         recalibrated = run(AS_TESTED[".venv/bin/musc-online band recalibrate --line 3"], line_env, tmp_path)
         assert "(calibrated)" in recalibrated
+        good = tmp_path / "good"
+        good.mkdir()
+        rng = np.random.default_rng(5)
+        for i in range(3):
+            Image.fromarray(synthetic_product(rng, 128)).save(good / f"part{i}.png")
+        judges = ".venv/bin/musc-online judges add ../shared/data/mvtec_ad/bottle/train/good --line 3"
+        assert json.loads(run(AS_TESTED[judges], line_env, tmp_path)) == {"added": 3}
+        export = AS_TESTED[".venv/bin/musc-online judges export --store bottle-v1 --line 3"]
+        assert json.loads(run(export, line_env, tmp_path)) == {"exported": 3, "store_name": "bottle-v1"}
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0, daemon.stderr.read().decode()[-2000:]
@@ -123,8 +153,38 @@ def test_the_line_commands_in_their_order(line_env, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.parametrize("verb", ["eval", "replay"])
+@pytest.mark.parametrize("verb", ["eval", "replay", "replay --stream"])
 def test_evaluation_and_replay_on_real_data(mvtec_root, line_env, tmp_path, verb):
-    (command,) = [tested for readme, tested in AS_TESTED.items() if readme.startswith(f".venv/bin/musc-online {verb} ")]
+    stream = verb.endswith("--stream")
+    (command,) = [
+        tested
+        for readme, tested in AS_TESTED.items()
+        if readme.startswith(f".venv/bin/musc-online {verb.split()[0]} ") and ("--stream" in readme) == stream
+    ]
     output = run(command, line_env, tmp_path)
-    assert "I-AUROC" in output
+    if not stream:
+        assert "I-AUROC" in output
+        return
+    assert "escapes" in output and "alarms" in output and "AUROC" in output
+    assert len((tmp_path / "bad_batch.jsonl").read_text().splitlines()) == 40
+    assert (tmp_path / "bad_batch.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_an_account_then_the_review_station_off_loopback(line_env, tmp_path):
+    add = AS_TESTED[".venv/bin/musc-online accounts add ann --role operator"]
+    run(add, line_env, tmp_path, stdin="correct horse battery\n")
+    port = free_port_block(0)
+    words = shlex.split(AS_TESTED[".venv/bin/musc-online review --web --host 0.0.0.0 --port 8080"].format(port=port))
+    station = subprocess.Popen(words, cwd=ROOT, env=line_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = station.stdout.readline()
+        assert f":{port}/" in banner and "login required" in banner, banner + station.stderr.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+        with pytest.raises(urllib.error.HTTPError) as refused:  # nothing but the page without a login
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/me", timeout=10)
+        assert refused.value.code == 401
+    finally:
+        station.send_signal(signal.SIGINT)
+        station.wait(timeout=30)
