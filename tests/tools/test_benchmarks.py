@@ -1,6 +1,7 @@
 """The benchmark scripts run unattended: --help, and a tiny run of each on the random test backbone."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
+POSTGRES_ENV = "TEST_POSTGRES_URL"  # an admin URL of a PostgreSQL server (tests/conftest.py, .ci/run)
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -16,9 +18,10 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize(
-    "script", ["bench_batch.py", "bench_online.py", "bench_daemon.py", "golden_check.py", "soak.py"]
-)
+LIBRARIES = ("bench_common.py", "line_harness.py")  # imported by the scripts, not run
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in TOOLS.glob("*.py") if p.name not in LIBRARIES))
 def test_help(script):
     result = _run(script, "--help")
     assert result.returncode == 0, result.stderr
@@ -113,3 +116,57 @@ def test_soak_tiny_run_passes_its_checks(tmp_path):
     assert sum(frames["malformed"].values()) == 7
     assert figures["corrections"]["marked"] > 0
     assert [exit for _, exit in figures["daemon_exits"]] == [-9, 0]
+
+
+def test_bench_plant_tiny_run(tmp_path):
+    """Two lines on one PostgreSQL database; corrections written into the store are all applied."""
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        pytest.skip(f"no PostgreSQL server to run on: set {POSTGRES_ENV} (.ci/run starts one)")
+    out = tmp_path / "p.json"
+    tiny = ["--lines", "2", "--backbone", "test_random_vit", "--size", "64", "--window", "4", "--image-px", "64"]
+    result = _run(
+        "bench_plant.py", *tiny, "--seconds", "4", "--corrections", "4", "--store-url", admin_url, "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures["per_line"]) == {"1", "2"}
+    assert all(line["frames_per_second"] > 0 and line["refusals"] == 0 for line in figures["per_line"].values())
+    assert figures["store_write_ms"]["writes"] > 0 and figures["store_write_ms"]["p99"] > 0
+    effect = figures["correction_to_effect_ms"]
+    assert effect["made"] == effect["applied"] == 4 and 0 < effect["p50"] <= effect["p99"]
+    assert figures["settings"]["store"] == "postgresql" and set(figures["daemon_exit_codes"].values()) == {0}
+
+
+@pytest.mark.realdata
+def test_bench_streams_tiny_run(tmp_path, mvtec_root):
+    """Two short streams through the three scorers, with a Markdown table and a timeline."""
+    out = tmp_path / "s.json"
+    result = _run(
+        "bench_streams.py",
+        "--root",
+        str(mvtec_root),
+        "--streams",
+        "rate10",
+        "bad_batch",
+        "--length",
+        "48",
+        "--backbone",
+        "test_random_vit",
+        "--size",
+        "64",
+        "--window",
+        "8",
+        "--json",
+        str(out),
+        "--timelines",
+        str(tmp_path / "t"),
+    )
+    assert result.returncode == 0, result.stderr
+    streams = json.loads(out.read_text())["streams"]
+    assert set(streams) == {"rate10", "bad_batch"}
+    runs = streams["bad_batch"]
+    assert {"paper", "earlier", "earlier + operator", "today", "today + operator"} <= set(runs)
+    assert all(0 <= r["escapes_per_1000"] <= 1000 for k, r in runs.items() if k != "description")
+    assert "| bad_batch | today |" in out.with_suffix(".md").read_text()
+    assert (tmp_path / "t" / "bottle_bad_batch.png").stat().st_size > 0
