@@ -4,8 +4,8 @@
 Creates a fresh database on the server at ``--store-url`` (an admin URL; the database is dropped at the end),
 starts ``musc-daemon start --line 1 .. N`` on it, each with its own data folder and port block, warms every
 line up (window full, band calibrated), then for ``--seconds`` feeds every line synthetic camera frames as fast
-as it takes them while a plant operator writes ``--corrections`` verdicts straight into the store (no control
-call) on frames the lines decided. Figures:
+as it takes them (``--in-flight`` unanswered at most) while a plant operator writes ``--corrections`` verdicts
+straight into the store (no control call) on frames the lines decided. Figures:
 - frames/s per line and in total (decisions received in the timed pass);
 - store write latency: seconds per grouped frame-record transaction, from the daemons' own
   ``musc_store_write_seconds`` histograms (quantiles interpolated within buckets, as Prometheus does);
@@ -17,7 +17,6 @@ Example (2 CPU cores): ``python tools/bench_plant.py --store-url postgresql+psyc
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import random
@@ -106,14 +105,16 @@ class Line:
                 batch = self.send(sender, f"warmup{total}", 4)
                 total += len(batch)
 
-    def feed(self, until: float, timeout_s: float) -> None:
-        """Send frames until the monotonic time ``until``, then wait for their answers before the camera closes
-        (closing drops what is still queued after a few seconds; a thread's body)."""
+    def feed(self, until: float, in_flight: int, timeout_s: float) -> None:
+        """Send frames until the monotonic time ``until``, never more than ``in_flight`` unanswered (as fast as
+        the line takes them, without a backlog to drain), then wait for the last answers (a thread's body)."""
         with FrameSender(self.settings, line=self.number, send_timeout_ms=int(1e3 * timeout_s)) as sender:
-            sent = [
-                self.send(sender, f"timed{n}", 1)[0]
-                for n in itertools.takewhile(lambda _: time.monotonic() < until, itertools.count())
-            ]
+            sent: list[str] = []
+            while time.monotonic() < until:
+                if sum(frame_id not in self.answers.arrived for frame_id in sent[-2 * in_flight :]) < in_flight:
+                    sent += self.send(sender, f"timed{len(sent)}", 1)
+                else:
+                    time.sleep(0.005)
             self.answers.wait_for(sent, timeout_s)
 
     def store_write_buckets(self) -> list[tuple[float, float]]:
@@ -181,7 +182,7 @@ def bench(args: argparse.Namespace, store_url: str, folder: Path) -> dict[str, A
         before = {line.number: len(line.answers.all) for line in lines}
         started = time.monotonic()
         until = started + args.seconds
-        feeders = [threading.Thread(target=line.feed, args=(until, args.timeout)) for line in lines]
+        feeders = [threading.Thread(target=line.feed, args=(until, args.in_flight, args.timeout)) for line in lines]
         for feeder in feeders:
             feeder.start()
         correction_ids = operator(store, lines, args.corrections, until)
@@ -224,6 +225,7 @@ def bench(args: argparse.Namespace, store_url: str, folder: Path) -> dict[str, A
             "window": args.window,
             "threads_per_daemon": args.threads,
             "seconds": args.seconds,
+            "in_flight": args.in_flight,
             "image_px": args.image_px,
             "defect_rate": args.defect_rate,
             "store": make_url(store_url).get_backend_name(),
@@ -274,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per daemon")
     parser.add_argument("--seconds", type=float, default=120, help="length of the timed pass")
+    parser.add_argument("--in-flight", type=int, default=8, help="unanswered frames per camera at most")
     parser.add_argument("--corrections", type=int, default=40, help="verdicts written into the store")
     parser.add_argument("--defect-rate", type=float, default=0.1)
     parser.add_argument("--image-px", type=int, default=256, help="side of the synthetic frames in pixels")
