@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,16 +50,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     admin_url = os.environ.get(POSTGRES_ENV)
     if not admin_url:
         pytest.skip(f"no PostgreSQL server to test on: set {POSTGRES_ENV} to an admin URL (.ci/run starts one)")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from daemon.store import scratch_database
 
-    name = f"musc_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(admin_url, prefix="musc_test") as url:
+        yield url

@@ -26,37 +26,18 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench_common import cpu_name
 from line_harness import Answers, HarnessError, start_daemon, summary_ms, wait_ready
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from daemon.store import Store, StoreError
+from daemon.store import Store, StoreError, scratch_database
 from musc_online.client import ControlClient, FrameSender
 from musc_online.synthetic import camera_frames
 from musc_online.transport import TransportSettings, free_port_block, line_ports
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new, empty database on the server of ``admin_url``, dropped afterwards; yields its URL."""
-    name = f"musc_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 class Line:
@@ -287,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--store-url (or TEST_POSTGRES_URL) must name a database server")
     folder = Path(tempfile.mkdtemp(prefix="bench_plant_"))
     try:
-        with fresh_database(args.store_url) as store_url:
+        with scratch_database(args.store_url, prefix="musc_bench") as store_url:
             figures = bench(args, store_url, folder)
     except (HarnessError, TimeoutError) as error:
         print(f"error: {error}\nlogs: {folder}", file=sys.stderr)

@@ -9,6 +9,7 @@ and upgraded forward in place, because corrections are plant data that must outl
 """
 
 from daemon.store.corrections import CorrectionQueries
+from daemon.store.database import scratch_database
 from daemon.store.frames import FrameQueries
 from daemon.store.judges import JudgeQueries
 from daemon.store.plant import PlantQueries
@@ -68,6 +69,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "scratch_database",
 ]
 
 

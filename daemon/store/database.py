@@ -3,6 +3,9 @@ transactions for readers and writers, and the schema brought up to date when it 
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -127,3 +130,19 @@ class Database:
                 conn.execute(insert(SchemaVersionRow).values(version=version))
 
     # Frames and decisions -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_database(admin_url: str, prefix: str = "musc_scratch") -> Iterator[str]:
+    """A new, empty database on the server of ``admin_url`` (a role that may create databases), dropped with
+    its connections afterwards; yields its URL. For tests and benchmarks that need a plant database of their own."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
