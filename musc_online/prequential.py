@@ -10,9 +10,11 @@ The timeline picture shows the score, the band, the decisions and the correction
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,8 @@ class FrameOutcome:
     provisional: bool
     nearest_defect: str | None
     corrected: str | None  # the simulated operator's verdict on it, if any
+    judge_band_low: float | None = None  # the judges' own band when the frame was decided (None: not calibrated)
+    judge_band_high: float | None = None
 
 
 def write_records(outcomes: Sequence[FrameOutcome], path: str | Path) -> Path:
@@ -123,18 +127,48 @@ def timeline_png(
     warmup: int = 0,
 ) -> Path:
     """The stream at a glance: each frame's score (coloured by decision, shaped by truth), the band, the
-    corrections and the stream's events."""
+    corrections and the stream's events; below it, when the line has judges, their own opinion and its band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    judged = any(o.judge_score is not None for o in outcomes)
+    figure, rows = plt.subplots(2 if judged else 1, 1, figsize=(12, 8 if judged else 4.5), dpi=100, squeeze=False)
+    top = rows[0][0]
+    _opinion_panel(top, outcomes, lambda o: o.score, lambda o: (o.band_low, o.band_high), events, warmup)
+    top.set(ylabel="score (window and judges)", title=textwrap.fill(title, 110))  # descriptions are long
+    if judged:
+        bottom = rows[1][0]
+        _opinion_panel(
+            bottom, outcomes, lambda o: o.judge_score, lambda o: (o.judge_band_low, o.judge_band_high), events, warmup
+        )
+        bottom.set(ylabel="the judges' own opinion")
+    rows[-1][0].set(xlabel="frame")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def _opinion_panel(
+    axes: Any,
+    outcomes: Sequence[FrameOutcome],
+    score_of: Callable[[FrameOutcome], float | None],
+    band_of: Callable[[FrameOutcome], tuple[float | None, float | None]],
+    events: Mapping[int, str] | None,
+    warmup: int,
+) -> None:
+    """One opinion over the stream: its score per frame (coloured by the line's decision, shaped by truth), its
+    band, the corrected frames, the warm-up and the stream's events."""
     index = np.array([o.index for o in outcomes])
-    score = np.array([o.score for o in outcomes])
+    score = np.array([score_of(o) for o in outcomes], dtype=float)  # None (no opinion) becomes NaN: not drawn
+    band = np.array([band_of(o) for o in outcomes], dtype=float).reshape(-1, 2)
+    axes.plot(index, band[:, 0], color="#e90", lw=1, label="band low (unsure from here)")
+    axes.plot(index, band[:, 1], color="#c22", lw=1, label="band high (defect from here)")
     colours = {"ok": "#2a7", "unsure": "#e90", "defect": "#c22"}
-    figure, axes = plt.subplots(figsize=(12, 4.5), dpi=100)
-    axes.plot(index, [o.band_low for o in outcomes], color="#e90", lw=1, label="band low (unsure from here)")
-    axes.plot(index, [o.band_high for o in outcomes], color="#c22", lw=1, label="band high (defect from here)")
     for label, colour in colours.items():
         for truth, marker in ((0, "o"), (1, "x")):
             chosen = [i for i, o in enumerate(outcomes) if o.label == label and o.truth == truth]
@@ -149,11 +183,4 @@ def timeline_png(
     for at, name in (events or {}).items():
         axes.axvline(at, color="#555", ls="--", lw=1)
         axes.text(at, axes.get_ylim()[1], f" {name}", va="top", fontsize=8)
-    axes.set(xlabel="frame", ylabel="score", title=title)
     axes.legend(fontsize=7, ncol=3, loc="upper left")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path

@@ -192,6 +192,8 @@ def replay_stream(
             out = features[index]
             maps, feature = out.patch_features, out.image_features[0]
             decision = scorer.score_features(frame.frame_id, maps, feature, (scorer.backbone.image_size,) * 2)
+        judge_band = scorer.calibration.judge_band()  # as it stood when the frame was decided
+        judged = judge_band.source != "unset"
         corrected = operator.review(scorer, frame, decision) if operator else None
         band = decision.band
         outcomes.append(
@@ -208,6 +210,8 @@ def replay_stream(
                 provisional=decision.provisional,
                 nearest_defect=_named(decision.nearest_defect),
                 corrected=corrected,
+                judge_band_low=judge_band.low if judged else None,
+                judge_band_high=judge_band.high if judged else None,
             )
         )
         if progress:

@@ -2,6 +2,7 @@
 learn, the records file and the timeline picture."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -55,3 +56,13 @@ def test_records_and_timeline_are_written(tmp_path):
     assert len(rows) == len(STREAM) and rows[4] == {**rows[4], "truth": 1, "label": "ok", "frame_id": "f4"}
     picture = timeline_png(STREAM, tmp_path / "t.png", "test stream", {5: "changeover"}, warmup=2)
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_timeline_shows_the_judges_own_opinion_below_when_the_line_has_judges(tmp_path):
+    import matplotlib.image  # matplotlib is imported where pictures are drawn only
+
+    judged = [replace(o, judge_score=o.score / 2, judge_band_low=0.2, judge_band_high=0.4) for o in STREAM]
+    judged[0] = replace(judged[0], judge_score=None, judge_band_low=None, judge_band_high=None)  # not calibrated yet
+    plain = matplotlib.image.imread(timeline_png(STREAM, tmp_path / "plain.png", "one opinion"))
+    both = matplotlib.image.imread(timeline_png(judged, tmp_path / "both.png", "two opinions " * 30))
+    assert both.shape[0] > 1.5 * plain.shape[0] and both.shape[1] == plain.shape[1]
