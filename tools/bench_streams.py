@@ -29,6 +29,7 @@ from musc_online.prequential import timeline_png
 from musc_online.replay import SimulatedOperator, replay_stream
 from musc_online.streams import STREAMS, build_stream
 
+SCORERS = ("paper", "earlier", "earlier + operator", "today", "today + operator")
 FIGURES = ("escapes_per_1000", "false_alarms_per_1000_good", "unsure_per_1000", "auroc", "time_to_learn_median")
 
 
@@ -58,12 +59,14 @@ def run(args: argparse.Namespace) -> dict:
         results[name] = {"description": stream.description}
         for label, (settings, seeded) in scorers(args.window).items():
             for with_operator in (False, True) if label != "paper" else (False,):
+                key = f"{label}{' + operator' if with_operator else ''}"
+                if key not in args.scorers:
+                    continue
                 scorer = OnlineScorer(backbone, settings)
                 if seeded:
                     seed_judges(scorer, judges, [judge_id for judge_id, _ in stream.judges])
                 operator = SimulatedOperator(1.0, args.seed) if with_operator else None
                 replayed = replay_stream(scorer, stream, operator, features)
-                key = f"{label}{' + operator' if with_operator else ''}"
                 summary = {k: v for k, v in replayed.summary.items() if k != "rolling_auroc"}
                 results[name][key] = {**summary, "frames_per_second": replayed.frames_per_second}
                 print(f"  {key}: " + ", ".join(f"{f} {summary[f]}" for f in FIGURES), file=sys.stderr)
@@ -103,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--window", type=int, default=64)
+    parser.add_argument(
+        "--scorers", nargs="+", default=list(SCORERS), choices=SCORERS, help="which to run (all by default)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="write the figures here (and a Markdown table beside it)")
     parser.add_argument("--timelines", type=Path, help="folder for today's scorer's timelines (PNG)")
