@@ -314,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--malformed", type=float, default=0.03, help="share of broken messages")
     parser.add_argument("--slow-rate", type=float, default=3.0, help="frames/s of the first half (within capacity)")
-    parser.add_argument("--fast-rate", type=float, default=10.0, help="frames/s of the second half (beyond it)")
+    parser.add_argument(
+        "--fast-rate", type=float, default=5.0, help="frames/s of the second half (beyond it: 2 cores score about 2)"
+    )
     parser.add_argument("--mark-every-s", type=float, default=60.0, help="seconds between operators' marks")
     parser.add_argument("--max-age-ms", type=int, default=2000, help="the line's age budget")
     parser.add_argument("--max-files", type=int, default=100, help="the artifact folder's limit")
