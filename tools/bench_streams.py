@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from bench_common import cpu_name
 
-from musc_online.backbones import create_backbone
+from musc_online.backbones import Backbone, BackboneOutput, create_backbone
 from musc_online.online.judges import seed_judges
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.settings import OnlineSettings, ThresholdSettings
 from musc_online.prequential import timeline_png
 from musc_online.replay import SimulatedOperator, replay_stream
-from musc_online.streams import STREAMS, build_stream
+from musc_online.streams import STREAMS, Stream, build_stream
 
 SCORERS = ("paper", "earlier", "earlier + operator", "today", "today + operator")
 FIGURES = ("escapes_per_1000", "false_alarms_per_1000_good", "unsure_per_1000", "auroc", "time_to_learn_median")
@@ -52,9 +52,7 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {}
     for name in args.streams:
         stream = build_stream(name, args.root, args.category, length=args.length, seed=args.seed)
-        started = time.perf_counter()
-        features = [backbone.extract([frame.load()], "cpu") for frame in stream.frames]
-        print(f"{name}: {len(features)} frames extracted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        features = extract(backbone, stream, args)
         judges = [load() for _, load in stream.judges]
         results[name] = {"description": stream.description}
         for label, (settings, seeded) in scorers(args.window).items():
@@ -75,6 +73,21 @@ def run(args: argparse.Namespace) -> dict:
                     path = args.timelines / f"{args.category}_{name}.png"
                     timeline_png(replayed.outcomes, path, title, stream.events, stream.warmup)
     return results
+
+
+def extract(backbone: Backbone, stream: Stream, args: argparse.Namespace) -> list[BackboneOutput]:
+    """The stream's backbone features, extracted once (and kept in ``--cache`` for reruns of other scorers)."""
+    key = f"{args.category}_{stream.name}_n{args.length}_s{args.seed}_{args.backbone}_{args.size}.pt"
+    cached = args.cache / key if args.cache else None
+    if cached is not None and cached.exists():
+        return torch.load(cached, weights_only=False)
+    started = time.perf_counter()
+    features = [backbone.extract([frame.load()], "cpu") for frame in stream.frames]
+    print(f"{stream.name}: {len(features)} frames extracted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(features, cached)
+    return features
 
 
 def markdown(results: dict) -> str:
@@ -112,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="write the figures here (and a Markdown table beside it)")
     parser.add_argument("--timelines", type=Path, help="folder for today's scorer's timelines (PNG)")
+    parser.add_argument("--cache", type=Path, help="folder keeping each stream's backbone features between runs")
     args = parser.parse_args(argv)
     results = run(args)
     report = {
         "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__},
-        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("json", "timelines")},
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("json", "timelines", "cache")},
         "streams": results,
     }
     print(markdown(results))

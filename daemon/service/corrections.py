@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 
 from daemon.store import CorrectionRecord, Store
 from musc_online.online.corrections import confirm_defect, confirm_normal, undo
-from musc_online.online.scorer import FrameRecord, OnlineScorer
+from musc_online.online.history import FrameRecord
+from musc_online.online.scorer import OnlineScorer
 
 log = logging.getLogger("musc.daemon.corrections")
 
@@ -123,4 +124,4 @@ class CorrectionApplier:
         if record is None:
             return  # the scorer's own error names what it lacks
         with self.lock:
-            self.scorer.remember(frame_id, record)
+            self.scorer.history.remember(frame_id, record)

@@ -39,8 +39,9 @@ from daemon.service.store_link import StoreLink
 from daemon.store import FrameEntry, Store, StoreError, StoreUnavailableError
 from musc_online.backbones import WeightsNotFoundError, create_backbone
 from musc_online.datasets import DatasetError
+from musc_online.online.history import FrameRecord
 from musc_online.online.persistence import capture, has_state, load
-from musc_online.online.scorer import FrameRecord, OnlineScorer
+from musc_online.online.scorer import OnlineScorer
 from musc_online.transport import Context, TransportError, bind_daemon, send_parts
 
 log = logging.getLogger("musc.daemon")

@@ -2,10 +2,17 @@
 
 Two opinions are judged, each by its own band: the combined one (the frame against the window's voters and
 its judges, as the paper scores it) and the judges' own (the frame against its judges alone). Both bands are
-calibrated from known-good scores: the seed judges (each scored against the others) and the frames an operator
-confirmed good. Only when there are too few of those (a line started without seed judges) do the scores of
-frames admitted during warm-up make up the shortfall, and only scores made against the full reference set
-(see ``OnlineScorer._admit``). Once calibrated a band is frozen until recalibrated.
+calibrated from known-good scores: the seed judges and the frames an operator confirmed good. Only when there are
+too few of those (a line started without seed judges) do the scores of frames admitted during warm-up make up the
+shortfall, and only scores made against the full reference set (see ``OnlineScorer._admit``). Once calibrated a
+band is frozen until recalibrated.
+
+A seed judge's combined known-good score is the one a steady frame would get: once the window is full the
+scorer scores each seed judge against the voters and the judges most like it, itself left out (``pending`` lists
+the seeds still waiting). Until then the seeds' mutual scores (batch MuSc among the seeds) stand in for a
+provisional band only: with fewer, all-good references they spread less than steady frames' scores do, and a band
+fitted to them sat inside the good parts' tail (false alarms 40 to 110 per 1,000 good parts on the bottle
+streams, ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -22,15 +29,21 @@ class Calibration:
     def __init__(self, settings: OnlineSettings) -> None:
         self.settings = settings
         self.admitted: list[float] = []  # scores of frames admitted to the window
-        self.known_good: list[float] = []  # combined scores of seed judges and confirmed-good frames
+        self.known_good: list[float] = []  # combined scores of seed judges (scored steady) and confirmed-good frames
+        self.seeded: list[float] = []  # seed judges' mutual scores: a provisional stand-in while any is pending
+        self.pending: list[str] = []  # seed judges still to be scored as a steady frame is
         self.known_good_judged: list[float] = []  # the judges' own scores of the same
         self.thresholds = ThresholdPolicy(settings.thresholds)
         self.judge_thresholds = ThresholdPolicy(settings.thresholds)
 
+    def _good(self) -> list[float]:
+        """Combined scores of parts known to be good; the seeds' mutual scores stand in while any seed is pending."""
+        return self.known_good + (self.seeded if self.pending else [])
+
     def _pool(self) -> list[float]:
         """The scores the combined band is calibrated from."""
-        shortfall = max(0, self.settings.calibration_scores - len(self.known_good))
-        return self.known_good + self.admitted[:shortfall]
+        good = self._good()
+        return good + self.admitted[: max(0, self.settings.calibration_scores - len(good))]
 
     def band(self) -> ThresholdBand:
         """The combined opinion's band: frozen once calibrated; before that, provisional from the pool so far.
@@ -62,8 +75,23 @@ class Calibration:
         self.thresholds.remove_label(correction_id)
         self.judge_thresholds.remove_label(correction_id)
 
+    def add_seed(self, judge_id: str, mutual: float, judged: float | None) -> None:
+        """A seed judge: its mutual score stands in until ``add_steady`` gives its score as a steady frame."""
+        self.seeded.append(mutual)
+        self.pending.append(judge_id)
+        if judged is not None:
+            self.known_good_judged.append(judged)
+        self.update()
+
+    def add_steady(self, judge_id: str, score: float | None) -> None:
+        """A pending seed judge scored as a steady frame (None: it left the bank or votes, so it has no fair score)."""
+        self.pending.remove(judge_id)
+        if score is not None:
+            self.known_good.append(score)
+        self.update()
+
     def add_known_good(self, score: float, judged: float | None) -> None:
-        """A part known to be good: a seed judge, or a frame an operator confirmed."""
+        """A frame an operator confirmed good: a part known to be good, scored as a frame."""
         self.known_good.append(score)
         if judged is not None:
             self.known_good_judged.append(judged)
@@ -83,18 +111,21 @@ class Calibration:
             self.update()
 
     def update(self) -> None:
-        """Calibrate each band once its pool is large enough (then it stays frozen)."""
-        if not self.thresholds.calibrated and len(self._pool()) >= self.settings.calibration_scores:
-            self.thresholds.calibrate(self._pool())
+        """Calibrate each band once its pool is large enough and no seed is pending (then it stays frozen)."""
+        pool = self._pool()
+        if not self.thresholds.calibrated and not self.pending and len(pool) >= self.settings.calibration_scores:
+            self.thresholds.calibrate(pool)
         if not self.judge_thresholds.calibrated and len(self.known_good_judged) >= self.settings.thresholds.min_scores:
             self.judge_thresholds.calibrate(self.known_good_judged)
 
     def recalibrate(self, voter_scores: list[float]) -> ThresholdBand:
         """Calibrate both bands again now (after a product change, or once operators confirmed more good parts).
 
-        The voters' scores only make up a shortfall of known-good scores.
+        The voters' scores only make up a shortfall of known-good scores; seeds still pending count by their
+        mutual scores (the scorer scores them first when its window is full).
         """
-        pool = self.known_good + voter_scores[: max(0, self.settings.calibration_scores - len(self.known_good))]
+        good = self._good()
+        pool = good + voter_scores[: max(0, self.settings.calibration_scores - len(good))]
         if len(pool) < self.settings.thresholds.min_scores:
             raise ValueError(
                 f"recalibrating needs at least {self.settings.thresholds.min_scores} normal scores (judges, confirmed "
@@ -110,6 +141,8 @@ class Calibration:
             "admitted": self.admitted,
             "known_good": self.known_good,
             "known_good_judged": self.known_good_judged,
+            "seeded": self.seeded,
+            "pending": self.pending,
             "thresholds": self.thresholds.state(),
             "judge_thresholds": self.judge_thresholds.state(),
         }
@@ -119,5 +152,7 @@ class Calibration:
         self.admitted = [float(s) for s in state["admitted"]]
         self.known_good = [float(s) for s in state["known_good"]]
         self.known_good_judged = [float(s) for s in state["known_good_judged"]]
+        self.seeded = [float(s) for s in state.get("seeded", [])]  # snapshots before steady seed scores lack both
+        self.pending = [str(judge_id) for judge_id in state.get("pending", [])]
         self.thresholds.restore(state["thresholds"])
         self.judge_thresholds.restore(state["judge_thresholds"])

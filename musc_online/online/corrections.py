@@ -10,7 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from musc_online.online.scorer import FrameRecord, OnlineScorer, UnknownFrameError
+from musc_online.online.history import FrameRecord
+from musc_online.online.scorer import OnlineScorer
+
+
+class UnknownFrameError(KeyError):
+    """A correction names a frame the scorer no longer (or never) held."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass

@@ -61,8 +61,9 @@ def prepare_judges(
 
 
 def add_judges(scorer: OnlineScorer, candidates: Iterable[JudgeCandidate]) -> int:
-    """Add prepared judges to the bank; they are parts known to be good, so their scores calibrate the bands: the
-    mutual score for the combined opinion, and each one's score against the other judges for the judges' own."""
+    """Add prepared judges to the bank; they are parts known to be good, so their scores calibrate the bands: for
+    the judges' own opinion each one's score against the other judges, for the combined one its score as a steady
+    frame, which the scorer makes once its window is full (the mutual score stands in until then)."""
     candidates = list(candidates)
     for candidate in candidates:
         scorer.ensure_banks(candidate.image_feature)
@@ -71,7 +72,7 @@ def add_judges(scorer: OnlineScorer, candidates: Iterable[JudgeCandidate]) -> in
         judged = judges_opinion(
             scorer, candidate.features, candidate.grids, candidate.image_feature, candidate.judge_id
         )
-        scorer.calibration.add_known_good(candidate.score, judged)
+        scorer.calibration.add_seed(candidate.judge_id, candidate.score, judged)
     return len(candidates)
 
 
@@ -101,17 +102,15 @@ def remove_judge(scorer: OnlineScorer, judge_id: str) -> None:
 
 def change_product(scorer: OnlineScorer, images: Sequence[np.ndarray], ids: Sequence[str]) -> int:
     """A product changeover: the old product's judges, voters and calibration no longer apply. Seed the new
-    product's good parts as judges, start an empty window and calibrate the bands from the new judges.
-    Known defects stay (their look-alikes are still worth flagging). With no images the line starts over without
-    judges, warming up on the new product. Returns how many judges were seeded."""
+    product's good parts as judges and start an empty window and a fresh calibration: the bands calibrate from the
+    new judges once the window is full again (see ``calibration``). Known defects stay (their look-alikes are still
+    worth flagging). With no images the line starts over without judges, warming up on the new product. Returns
+    how many judges were seeded."""
     candidates = prepare_judges(scorer, images, ids)
     scorer.judges = None
     scorer.window = RollingWindow(scorer.settings.window, scorer.device, scorer.dtype)
     scorer.calibration = Calibration(scorer.settings)
-    added = add_judges(scorer, candidates)
-    if added >= scorer.settings.thresholds.min_scores:
-        scorer.recalibrate()
-    return added
+    return add_judges(scorer, candidates)
 
 
 def _mutual_scores(scorer: OnlineScorer, layer_maps: list[torch.Tensor], image_features: torch.Tensor) -> list[float]:

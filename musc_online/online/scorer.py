@@ -13,9 +13,7 @@ The scorer holds state and scores; operators' corrections act on it through ``co
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,28 +26,13 @@ from musc_online.online.bank import FeatureBank
 from musc_online.online.calibration import Calibration
 from musc_online.online.decision import Decision, NearestDefect, combine_opinions
 from musc_online.online.guard import nearest_known_defect
+from musc_online.online.history import FrameHistory, FrameRecord
 from musc_online.online.settings import OnlineSettings
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy
 from musc_online.online.window import RollingWindow
 from musc_online.rscin import min_max_normalise, neighbourhood_average
 
-
-@dataclass
-class FrameRecord:
-    """A frame's features and verdict, kept so an operator's correction can act on it."""
-
-    features: list[torch.Tensor]
-    image_feature: torch.Tensor
-    score: float
-    label: str
-    judge_score: float | None = None
-
-
-class UnknownFrameError(KeyError):
-    """A correction names a frame the scorer no longer (or never) held."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+SEEDS_PER_FRAME = 4  # pending seed judges scored after each frame once the window is full (30: 8 frames)
 
 
 class OnlineScorer:
@@ -64,10 +47,11 @@ class OnlineScorer:
         self.judges: FeatureBank | None = None
         self.defects: FeatureBank | None = None
         self.calibration = Calibration(settings)
-        self.history: OrderedDict[str, FrameRecord] = OrderedDict()
+        self.history = FrameHistory(settings.history)
         self.corrections: dict = {}  # correction id -> corrections.Correction, in the order they were made
         self.counts = {"frames": 0, "ok": 0, "unsure": 0, "defect": 0, "provisional": 0}
         self.next_frame = 0
+        self.grids: list[tuple[int, int]] = []  # the scoring sets' grids, known once a frame was scored
 
     # ----------------------------------------------------------------------------------------- features
     @property
@@ -147,18 +131,10 @@ class OnlineScorer:
 
     def frame_record(self, image: np.ndarray, score: float, label: str) -> FrameRecord:
         """The features of a frame decided earlier, extracted afresh from its picture (the same pixels give the
-        same features). Reads no scorer state: run it without holding the scorer, then ``remember`` the result."""
+        same features). Reads no scorer state: run it without holding the scorer, then remember it in ``history``."""
         out = self.backbone.extract([image], self.device)
         sets, _ = self.scoring_sets(out.patch_features)
         return FrameRecord(sets, out.image_features[0].float().to(self.device), score, label)
-
-    def remember(self, frame_id: str, record: FrameRecord) -> None:
-        """Keep a frame's features among the recent ones (the oldest beyond ``history`` are forgotten), so that a
-        correction can act on it; a recalled frame does not vote, and nothing is re-scored."""
-        self.history[frame_id] = record
-        self.history.move_to_end(frame_id)
-        while len(self.history) > self.settings.history:
-            self.history.popitem(last=False)
 
     def _claim_ids(self, frame_ids: Sequence[str | None]) -> list[str]:
         """Final ids for a batch (None gets a numbered one); ValueError, changing nothing, for an id seen before."""
@@ -171,16 +147,17 @@ class OnlineScorer:
         self.next_frame += len(ids)
         return ids
 
-    def _pick_judges(self, image_feature: torch.Tensor) -> list[str]:
-        """The judges most like this frame: ``judges_per_frame``, plus as many as the window lacks."""
+    def _pick_judges(self, image_feature: torch.Tensor, exclude: str | None = None) -> list[str]:
+        """The judges most like this frame: ``judges_per_frame``, plus as many as the window lacks (never
+        ``exclude``: a judge scored as a frame does not judge itself)."""
         if self.judges is None or len(self.judges) == 0:
             return []
         wanted = self.settings.judges_per_frame + self.settings.window - len(self.window)
         if wanted <= 0:
             return []
         # Ask for extra: a judge that also votes in the window (a re-admitted correction) must not count twice.
-        found = self.judges.search(image_feature, wanted + len(self.window))[0]
-        return [judge_id for judge_id, _ in found if judge_id not in self.window][:wanted]
+        found = self.judges.search(image_feature, wanted + len(self.window) + 1)[0]
+        return [judge_id for judge_id, _ in found if judge_id not in self.window and judge_id != exclude][:wanted]
 
     def steady_references(self) -> int:
         """|R| once warm: the full window plus ``judges_per_frame`` judges (as many as the bank can give)."""
@@ -241,9 +218,8 @@ class OnlineScorer:
         patch_map, judges_map, references, normal_best = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
         lap("msm")
 
-        size = (self.backbone.image_size, self.backbone.image_size)
-        raw = float(upsample(patch_map[None], size).max()) if references else 0.0
-        judge_score = None if judges_map is None else float(upsample(judges_map[None], size).max())
+        raw = self._image_score(patch_map) if references else 0.0
+        judge_score = None if judges_map is None else self._image_score(judges_map)
         score = self.rescore(raw, image_feature, judge_ids)
         lap("rscin")
 
@@ -258,7 +234,10 @@ class OnlineScorer:
         steady = references >= self.steady_references()
         provisional = not steady or not self.thresholds.calibrated
         admitted = self._admit(frame_id, sets, image_feature, score, label, band, steady)
-        self.remember(frame_id, FrameRecord(sets, image_feature, score, label, judge_score))
+        self.history.remember(frame_id, FrameRecord(sets, image_feature, score, label, judge_score))
+        self.grids = grids
+        if self.window.full and self.calibration.pending:
+            self._score_seeds(SEEDS_PER_FRAME)
         self._count(label, provisional)
         lap("decide")
         timings["total"] = sum(timings.values())
@@ -278,6 +257,24 @@ class OnlineScorer:
             judge_score=judge_score,
             opinions=opinions,
         )
+
+    def _image_score(self, patch_map: torch.Tensor) -> float:
+        """An image's score: the maximum of its patch map upsampled to the input size (as batch MuSc takes it)."""
+        return float(upsample(patch_map[None], (self.backbone.image_size, self.backbone.image_size)).max())
+
+    def _score_seeds(self, count: int | None = None) -> None:
+        """Score ``count`` (default all) pending seed judges as a steady frame is scored: against the window's
+        voters and the judges most like it, itself left out, then RsCIN. Their scores calibrate the combined band
+        (see ``calibration``); a few per frame, so no frame waits long for it."""
+        for judge_id in self.calibration.pending[:count]:
+            if self.judges is None or judge_id not in self.judges or judge_id in self.window:
+                self.calibration.add_steady(judge_id, None)
+                continue
+            image_feature = self.judges.image_features([judge_id])[0].to(self.device)
+            sets = [features[0].to(self.device, self.dtype) for features in self.judges.patch_features([judge_id])]
+            judge_ids = self._pick_judges(image_feature, exclude=judge_id)
+            raw = self._image_score(self._msm(sets, self.grids, judge_ids, [])[0])
+            self.calibration.add_steady(judge_id, self.rescore(raw, image_feature, judge_ids))
 
     def _judge_rows(self, judge_ids: list[str]) -> list[int]:
         """Rows of the reference set that are judges: voters that are also judges (confirmed good), then the
@@ -373,7 +370,10 @@ class OnlineScorer:
         return self.thresholds.set_band(low, high)
 
     def recalibrate(self) -> ThresholdBand:
-        """Calibrate the bands again from the known-good scores (e.g. after a product change; see ``calibration``)."""
+        """Calibrate the bands again from the known-good scores (e.g. once operators confirmed more good parts; see
+        ``calibration``); seed judges still pending are scored first when the window is full."""
+        if self.calibration.pending and self.window.full and self.grids:
+            self._score_seeds()
         return self.calibration.recalibrate([float(s) for s in self.window.voter_scores()])
 
     # ------------------------------------------------------------------------------------ frame memory

@@ -35,8 +35,8 @@ class ThresholdSettings:
     min_scores: int = knob(8, "Normal scores needed for any band; with fewer every decision is unsure.", at_least(2))
     method: str = knob(
         "target",
-        '"target": the band from stated rates of good parts flagged and decided defect (a normal tail fitted to the '
-        'known-good scores\' median and robust spread); "quantile": the quantile plus margins above.',
+        '"target": the band from stated rates of good parts flagged and decided defect (an extreme-value tail '
+        'fitted to the known-good scores\' median and spread); "quantile": the quantile plus margins above.',
         one_of("target", "quantile"),
     )
     false_alarms_per_1000: float = knob(

@@ -82,3 +82,21 @@ def test_expected_rates_follow_the_target_and_state_round_trips():
     assert restored.band() == calibration.band() and restored.judge_band() == calibration.judge_band()
     assert all(v is None for v in Calibration(settings).expected_per_1000().values())
     assert math.isnan(Calibration(settings).band().low)
+
+
+def test_seeds_stand_in_by_their_mutual_scores_until_scored_steady_and_survive_a_restart():
+    calibration = Calibration(SETTINGS)
+    for i, (mutual, judged) in enumerate(zip(_scores(1.0, 11), _scores(2.0, 11, seed=3), strict=True)):
+        calibration.add_seed(f"s{i}", mutual, judged)
+    assert calibration.band().source == "provisional" and calibration.band().high < 1.2  # the mutual scores
+    assert calibration.judge_band().source == "calibrated"
+    restored = Calibration(SETTINGS)
+    restored.restore(calibration.state())
+    assert restored.pending == calibration.pending and restored.seeded == calibration.seeded
+    for i, steady in enumerate(_scores(3.0, 10, seed=4)):
+        restored.add_steady(f"s{i}", steady)
+    assert restored.band().source == "provisional"  # one seed still pending: not frozen yet
+    restored.add_steady("s10", None)  # left the bank before its turn
+    band = restored.band()
+    assert band.source == "calibrated" and band.low > 2.0  # the steady scores, not the mutual ones
+    assert restored.known_good == pytest.approx(_scores(3.0, 10, seed=4))

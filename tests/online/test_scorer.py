@@ -6,10 +6,10 @@ import torch
 
 from musc_online.backbones import create_backbone
 from musc_online.batch import score_batch, score_patches
-from musc_online.online.corrections import confirm_defect, confirm_normal, undo
+from musc_online.online.corrections import UnknownFrameError, confirm_defect, confirm_normal, undo
 from musc_online.online.judges import remove_judge, seed_judges
 from musc_online.online.persistence import export_judges, import_judges, load, save
-from musc_online.online.scorer import OnlineScorer, UnknownFrameError
+from musc_online.online.scorer import OnlineScorer
 from musc_online.online.settings import OnlineSettings
 from musc_online.rscin import rscin
 from musc_online.settings import MuscSettings

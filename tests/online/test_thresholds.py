@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from musc_online.online.settings import ThresholdSettings
-from musc_online.online.thresholds import UNSET, ThresholdPolicy, calibrate
+from musc_online.online.thresholds import GUMBEL_MAD, UNSET, GumbelTail, ThresholdPolicy, calibrate
 from musc_online.settings import SettingError
 
 
@@ -20,6 +20,35 @@ def test_calibrated_band_sits_above_most_normal_scores():
     assert np.mean([band.decide(s) == "ok" for s in scores]) > 0.95
     assert band.decide(band.high) == "defect"
     assert band.decide((band.low + band.high) / 2) == "unsure"
+
+
+def test_the_gumbel_tail_recovers_its_law_and_its_mad_constant_holds():
+    law = np.random.default_rng(1).gumbel(0.36, 0.02, 20_000)
+    tail = GumbelTail.fit(law)
+    assert tail.location == pytest.approx(0.36, abs=0.001) and tail.scale == pytest.approx(0.02, rel=0.03)
+    standard = np.random.default_rng(2).gumbel(0.0, 1.0, 200_000)
+    assert np.median(np.abs(standard - np.median(standard))) == pytest.approx(GUMBEL_MAD, rel=0.01)
+    assert tail.per_1000(tail.above(2.0)) == pytest.approx(2.0)
+
+
+def test_a_target_band_from_maxima_keeps_its_rates_where_a_normal_tail_would_not():
+    """Image scores are maxima: a band set from 300 known-good ones for 2 false alarms and 20 flagged per 1,000
+    good parts gives about that on fresh parts (the median over 20 lines); a normal tail with the same median
+    and robust spread gives several times the false alarms."""
+    settings = ThresholdSettings(method="target", false_alarms_per_1000=2.0, flagged_per_1000=20.0)
+    false_alarms, flagged, normal = [], [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        known_good, fresh = rng.gumbel(0.36, 0.02, 300), rng.gumbel(0.36, 0.02, 50_000)
+        band = calibrate(known_good, settings)
+        false_alarms.append(1000 * np.mean(fresh >= band.high))
+        flagged.append(1000 * np.mean(fresh >= band.low))
+        centre = np.median(known_good)
+        normal_high = centre + 2.878 * 1.4826 * np.median(np.abs(known_good - centre))  # z(0.998) spreads
+        normal.append(1000 * np.mean(fresh >= normal_high))
+    assert 1.5 <= np.median(false_alarms) <= 3.5
+    assert 14.0 <= np.median(flagged) <= 28.0
+    assert np.median(normal) > 8.0
 
 
 def test_too_few_scores_leave_band_unset_and_everything_unsure():

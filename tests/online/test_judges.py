@@ -1,0 +1,100 @@
+"""Seed judges calibrate the combined band by the score a steady frame would get, not by their mutual scores."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from musc_online.backbones import create_backbone
+from musc_online.online.judges import change_product, remove_judge, seed_judges
+from musc_online.online.scorer import SEEDS_PER_FRAME, OnlineScorer
+from musc_online.online.settings import OnlineSettings, ThresholdSettings
+
+SETTINGS = OnlineSettings(
+    window=4, judges_per_frame=3, admission="all", calibration_scores=8, thresholds=ThresholdSettings(min_scores=4)
+)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return create_backbone("test_random_vit")
+
+
+def _parts(count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(90, 140, (64, 64, 3)).astype(np.int16)
+    return [np.clip(base + rng.integers(-12, 13, base.shape), 0, 255).astype(np.uint8) for _ in range(count)]
+
+
+def _seeded(backbone, seeds: int = 10) -> OnlineScorer:
+    scorer = OnlineScorer(backbone, SETTINGS)
+    seed_judges(scorer, _parts(seeds, seed=1), [f"seed{i}" for i in range(seeds)])
+    return scorer
+
+
+def test_seeds_stay_pending_and_the_band_provisional_until_the_window_is_full(backbone):
+    scorer = _seeded(backbone)
+    assert scorer.calibration.pending == [f"seed{i}" for i in range(10)]
+    assert scorer.calibration.band().source == "provisional"  # from the seeds' mutual scores meanwhile
+    assert scorer.calibration.judge_band().source == "calibrated"  # the judges' own opinion needs no window
+    frames = _parts(12, seed=2)
+    for i, frame in enumerate(frames[: SETTINGS.window]):
+        assert scorer.score(frame, f"f{i}").provisional
+    assert len(scorer.calibration.pending) == 10 - SEEDS_PER_FRAME  # the frame that filled the window was steady
+    for i, frame in enumerate(frames[SETTINGS.window : SETTINGS.window + 2]):
+        scorer.score(frame, f"g{i}")
+    assert scorer.calibration.pending == []
+    assert scorer.calibration.band().source == "calibrated"
+    assert len(scorer.calibration.known_good) == 10
+    assert scorer.calibration.known_good != pytest.approx(scorer.calibration.seeded)
+
+
+def test_a_seed_scores_exactly_as_the_same_image_would_score_as_a_frame(backbone):
+    scorer = _seeded(backbone)
+    for i, frame in enumerate(_parts(SETTINGS.window - 1, seed=2)):
+        scorer.score(frame, f"f{i}")
+    assert scorer.calibration.pending  # the window is one frame short of full
+    as_frame = copy.deepcopy(scorer)
+    image = _parts(10, seed=1)[0]
+    scorer.score(_parts(1, seed=3)[0], "filler")  # fills the window, then scores seed0 .. seed3
+    steady = scorer.calibration.known_good[0]
+
+    remove_judge(as_frame, "seed0")  # the frame must not meet itself among the judges
+    as_frame.score(_parts(1, seed=3)[0], "filler")
+    decision = as_frame.score(image, "seed0-again")  # scored before it joins the window
+    assert decision.references == {"voters": SETTINGS.window, "judges": SETTINGS.judges_per_frame}
+    assert decision.score == pytest.approx(steady, rel=1e-5)
+
+
+def test_a_seed_removed_or_voting_before_its_turn_is_dropped_not_scored(backbone):
+    scorer = _seeded(backbone, seeds=6)
+    remove_judge(scorer, "seed2")
+    for i, frame in enumerate(_parts(SETTINGS.window + 2, seed=2)):
+        scorer.score(frame, f"f{i}")
+    assert scorer.calibration.pending == []
+    assert len(scorer.calibration.known_good) == 5
+
+
+def test_recalibrate_scores_pending_seeds_once_the_window_is_full(backbone):
+    scorer = _seeded(backbone)
+    with pytest.raises(ValueError, match="at least 4"):
+        OnlineScorer(backbone, SETTINGS).recalibrate()
+    early = scorer.recalibrate()  # no window yet: the mutual scores stand in
+    assert scorer.calibration.pending and early.source == "calibrated"
+    for i, frame in enumerate(_parts(SETTINGS.window, seed=2)):
+        scorer.score(frame, f"f{i}")
+    scorer.recalibrate()
+    assert scorer.calibration.pending == [] and len(scorer.calibration.known_good) == 10
+
+
+def test_a_product_change_calibrates_afresh_from_the_new_judges_once_the_window_refills(backbone):
+    scorer = _seeded(backbone)
+    for i, frame in enumerate(_parts(SETTINGS.window + 3, seed=2)):
+        scorer.score(frame, f"f{i}")
+    assert scorer.calibration.band().source == "calibrated"
+    assert change_product(scorer, _parts(8, seed=5), [f"new{i}" for i in range(8)]) == 8
+    assert len(scorer.window) == 0 and scorer.calibration.band().source == "provisional"
+    for i, frame in enumerate(_parts(SETTINGS.window + 2, seed=6)):
+        scorer.score(frame, f"n{i}")
+    assert scorer.calibration.band().source == "calibrated"
+    assert len(scorer.calibration.known_good) == 8
