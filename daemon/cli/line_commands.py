@@ -23,7 +23,7 @@ from musc_online.datasets import DatasetError, images_in
 from musc_online.synthetic import camera_frames
 from musc_online.transport import accepts_connections
 
-DEMO_JUDGES = 32  # enough mutual scores to calibrate the band at the default calibration_scores
+DEMO_JUDGES = 32  # enough known-good scores to calibrate the band at the default calibration_scores
 DEMO_SEED = 1000  # the judges' parts differ from the camera's (seed 0)
 
 
@@ -153,9 +153,10 @@ def demo_command(
 ) -> None:
     """Start the line daemon and a camera, print every decision as it comes, then stop the daemon cleanly.
 
-    So that its decisions are calibrated and final from the first frame, the demo seeds the line with
-    DEMO_JUDGES synthetic good parts (in the line's folder) and uses a 16-frame window with 8 judges per frame;
-    MUSC_ONLINE__* variables you set yourself take precedence.
+    So that its decisions are calibrated and final within the run, the demo seeds the line with DEMO_JUDGES
+    synthetic good parts (in the line's folder) and uses a 16-frame window with 8 judges per frame: the band
+    calibrates from the judges once the window is full, by the 24th frame. MUSC_ONLINE__* variables you set
+    yourself take precedence.
     """
     config = load_or_exit(line, config_file)
     command = [sys.executable, "-m", "daemon.cli.musc_daemon", "start", "--line", str(line), "--no-log-json"]
