@@ -10,9 +10,8 @@ band is frozen until recalibrated.
 A seed judge's combined known-good score is the one a steady frame would get: once the window is full the
 scorer scores each seed judge against the voters and the judges most like it, itself left out (``pending`` lists
 the seeds still waiting). Until then the seeds' mutual scores (batch MuSc among the seeds) stand in for a
-provisional band only: with fewer, all-good references they spread less than steady frames' scores do, and a band
-fitted to them sat inside the good parts' tail (false alarms 40 to 110 per 1,000 good parts on the bottle
-streams, ``docs/benchmarks.md``).
+provisional band only: with fewer, all-good references they spread less than steady frames' scores do
+(``docs/online.md``, "The decision bands").
 """
 
 from __future__ import annotations
