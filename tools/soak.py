@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--malformed", type=float, default=0.03, help="share of broken messages")
     parser.add_argument("--slow-rate", type=float, default=3.0, help="frames/s of the first half (within capacity)")
     parser.add_argument(
-        "--fast-rate", type=float, default=5.0, help="frames/s of the second half (beyond it: 2 cores score about 2)"
+        "--fast-rate", type=float, default=5.0, help="frames/s of the second half (beyond what 2 cores score)"
     )
     parser.add_argument("--mark-every-s", type=float, default=60.0, help="seconds between operators' marks")
     parser.add_argument("--max-age-ms", type=int, default=2000, help="the line's age budget")

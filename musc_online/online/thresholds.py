@@ -62,8 +62,8 @@ class GumbelTail:
     @classmethod
     def fit(cls, scores: np.ndarray) -> GumbelTail:
         """From the median and the median absolute deviation (a few odd scores cannot move it)."""
-        centre = float(np.median(scores))
-        scale = max(float(np.median(np.abs(scores - centre))) / GUMBEL_MAD, 1e-6 * max(abs(centre), 1e-12))
+        centre, mad = _median_and_mad(scores)
+        scale = mad / GUMBEL_MAD
         return cls(centre + scale * math.log(math.log(2.0)), scale)
 
     def above(self, per_1000: float) -> float:
@@ -73,6 +73,12 @@ class GumbelTail:
     def per_1000(self, score: float) -> float:
         """Good parts per 1,000 that reach ``score`` or pass it."""
         return 1000.0 * -math.expm1(-math.exp(-(score - self.location) / self.scale))
+
+
+def _median_and_mad(scores: np.ndarray) -> tuple[float, float]:
+    """The scores' median and median absolute deviation, the latter kept above zero (identical scores)."""
+    centre = float(np.median(scores))
+    return centre, max(float(np.median(np.abs(scores - centre))), 1e-6 * max(abs(centre), 1e-12))
 
 
 def calibrate(normal_scores: Iterable[float], settings: ThresholdSettings = ThresholdSettings()) -> ThresholdBand:
@@ -91,8 +97,7 @@ def calibrate(normal_scores: Iterable[float], settings: ThresholdSettings = Thre
         return ThresholdBand(
             tail.above(settings.flagged_per_1000), tail.above(settings.false_alarms_per_1000), "calibrated"
         )
-    centre = float(np.median(scores))
-    sigma = max(1.4826 * float(np.median(np.abs(scores - centre))), 1e-6 * max(abs(centre), 1e-12))
+    sigma = 1.4826 * _median_and_mad(scores)[1]  # the robust standard deviation of a normal law
     base = float(np.quantile(scores, settings.quantile))
     return ThresholdBand(base + settings.low_margin * sigma, base + settings.high_margin * sigma, "calibrated")
 
