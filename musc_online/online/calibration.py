@@ -31,6 +31,7 @@ class Calibration:
         self.known_good: list[float] = []  # combined scores of seed judges (scored steady) and confirmed-good frames
         self.seeded: list[float] = []  # seed judges' mutual scores: a provisional stand-in while any is pending
         self.pending: list[str] = []  # seed judges still to be scored as a steady frame is
+        self.waited = 0  # frames decided while seeds were pending (not saved: a restart waits afresh)
         self.known_good_judged: list[float] = []  # the judges' own scores of the same
         self.thresholds = ThresholdPolicy(settings.thresholds)
         self.judge_thresholds = ThresholdPolicy(settings.thresholds)
@@ -82,6 +83,16 @@ class Calibration:
             self.known_good_judged.append(judged)
         self.update()
 
+    def seeds_due(self, window_full: bool) -> bool:
+        """Whether the scorer should score pending seeds after the frame just decided: once its window is full, or
+        after twice ``window`` frames in which it did not fill. Under ``ok`` admission a provisional band that flags
+        most parts keeps the window young (the README demo at 256 px did), and waiting for it would never calibrate.
+        """
+        if not self.pending:
+            return False
+        self.waited += 1
+        return window_full or self.waited >= 2 * self.settings.window
+
     def add_steady(self, judge_id: str, score: float | None) -> None:
         """A pending seed judge scored as a steady frame (None: it left the bank or votes, so it has no fair score)."""
         self.pending.remove(judge_id)
@@ -111,9 +122,10 @@ class Calibration:
 
     def update(self) -> None:
         """Calibrate each band once its pool is large enough and no seed is pending (then it stays frozen)."""
-        pool = self._pool()
-        if not self.thresholds.calibrated and not self.pending and len(pool) >= self.settings.calibration_scores:
-            self.thresholds.calibrate(pool)
+        if not self.thresholds.calibrated and not self.pending:
+            pool = self._pool()
+            if len(pool) >= self.settings.calibration_scores:
+                self.thresholds.calibrate(pool)
         if not self.judge_thresholds.calibrated and len(self.known_good_judged) >= self.settings.thresholds.min_scores:
             self.judge_thresholds.calibrate(self.known_good_judged)
 

@@ -236,7 +236,7 @@ class OnlineScorer:
         admitted = self._admit(frame_id, sets, image_feature, score, label, band, steady)
         self.history.remember(frame_id, FrameRecord(sets, image_feature, score, label, judge_score))
         self.grids = grids
-        if self.window.full and self.calibration.pending:
+        if self.calibration.seeds_due(self.window.full):
             self._score_seeds(SEEDS_PER_FRAME)
         self._count(label, provisional)
         lap("decide")

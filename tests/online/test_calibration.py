@@ -2,6 +2,7 @@
 both bands (the combined one while the frame votes, the judges' one while it judges); state round-trips."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -100,3 +101,13 @@ def test_seeds_stand_in_by_their_mutual_scores_until_scored_steady_and_survive_a
     band = restored.band()
     assert band.source == "calibrated" and band.low > 2.0  # the steady scores, not the mutual ones
     assert restored.known_good == pytest.approx(_scores(3.0, 10, seed=4))
+
+
+def test_seeds_fall_due_when_the_window_fills_or_after_a_window_of_frames_without_it():
+    calibration = Calibration(replace(SETTINGS, window=3))
+    assert not calibration.seeds_due(window_full=True)  # nothing pending
+    calibration.add_seed("s0", 1.0, None)
+    assert calibration.seeds_due(window_full=True)
+    waiting = Calibration(replace(SETTINGS, window=3))
+    waiting.add_seed("s0", 1.0, None)
+    assert [waiting.seeds_due(window_full=False) for _ in range(6)] == [False] * 5 + [True]  # never stuck
