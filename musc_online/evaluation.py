@@ -6,7 +6,6 @@ library stays free of terminal output.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from musc_online.datasets import Sample, load_image, load_mask
 from musc_online.heatmaps import normalise, save_png, side_by_side
 from musc_online.metrics import compute_metrics
 from musc_online.settings import MuscSettings
+from musc_online.timing import Stopwatch
 
 Progress = Callable[[int], None]
 
@@ -98,11 +98,6 @@ def score_subsets(features: Features, image_size: int, settings: MuscSettings, d
     return assemble_scores(patch_maps, features.image_features, image_size, settings.k_list)
 
 
-def _synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def evaluate_category(
     samples: Sequence[Sample],
     backbone: Backbone,
@@ -113,22 +108,16 @@ def evaluate_category(
     progress: Progress | None = None,
 ) -> CategoryResult:
     """Score one category's test samples as a batch and compute the seven metrics; times each stage."""
-    started = time.perf_counter()
+    watch = Stopwatch(device)
     features = extract_features(backbone, [s.path for s in samples], device, batch_size, progress)
-    _synchronise(device)
-    extracted = time.perf_counter()
+    watch.lap("features")
     scores = score_subsets(features, backbone.image_size, settings, divide_num)
-    _synchronise(device)
-    scored = time.perf_counter()
+    watch.lap("scoring")
     labels = np.array([s.label for s in samples])
     masks = np.stack([load_mask(s.mask_path, backbone.image_size) for s in samples])
     metrics = compute_metrics(labels, scores.rscin_scores.numpy(), masks, scores.anomaly_maps.numpy())
-    seconds = {
-        "features": extracted - started,
-        "scoring": scored - extracted,
-        "metrics": time.perf_counter() - scored,
-    }
-    return CategoryResult(samples[0].category, list(samples), scores, metrics, seconds)
+    watch.lap("metrics")
+    return CategoryResult(samples[0].category, list(samples), scores, metrics, watch.laps)
 
 
 def export_heatmaps(result: CategoryResult, out_dir: str | Path, normalisation: str = "image") -> list[Path]:
