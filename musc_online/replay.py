@@ -192,6 +192,7 @@ def replay_stream(
             out = features[index]
             maps, feature = out.patch_features, out.image_features[0]
             decision = scorer.score_features(frame.frame_id, maps, feature, (scorer.backbone.image_size,) * 2)
+            scorer.score_due_seeds(1)
         judge_band = scorer.calibration.judge_band()  # as it stood when the frame was decided
         judged = judge_band.source != "unset"
         corrected = operator.review(scorer, frame, decision) if operator else None

@@ -4,6 +4,9 @@ A batch holds only frames that can still be answered within their age budget, ju
 recently taken per frame; the others are answered ``late`` instead of being scored stale. A frame id that was
 scored before (or twice in one batch) is refused before anything is scored, and a scoring fault refuses the
 batch's frames with the error: no frame is left unanswered and none votes without having been answered.
+
+Seed judges that calibrate the band are scored here too, never before the frames they follow are answered: one
+per frame after a batch, and one after another while no frame waits. A seed costs about what a frame costs.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Scoring:
         self.metrics = metrics
         self.micro_batch = micro_batch
         self._per_frame_s: deque[float] = deque(maxlen=RECENT_BATCHES)
+        self._seeding_failed = False
 
     def expected_cost_s(self, frames: int) -> float:
         """How long scoring ``frames`` frames is expected to take (0 until something was scored)."""
@@ -54,20 +58,24 @@ class Scoring:
 
     def run(self) -> None:
         """The thread's body: until the queue is closed and drained (a paused line holds the queue)."""
+        seeding = False  # a seed was just scored: look for frames without waiting, then go on with the seeds
         while not self.frames.finished:
-            batch, late = self.frames.take(self.micro_batch, 0.1, self.expected_cost_s)
+            batch, late = self.frames.take(self.micro_batch, 0.0 if seeding else 0.1, self.expected_cost_s)
             now = time.time()
             for frame in late:
                 self.answers.refuse(self.budget.late(frame, now, self.expected_cost_s(1)))
             if batch:
-                self.score(batch)
+                seeding = self.score(batch)
+            else:
+                seeding = not self.frames.held and self.calibrate(0, 1)
 
-    def score(self, batch: list[Accepted]) -> None:
-        """Decide one micro-batch and answer every frame of it."""
+    def score(self, batch: list[Accepted]) -> bool:
+        """Decide one micro-batch and answer every frame of it, then score as many seed judges as it decided
+        frames (True when it scored any)."""
         with self.lock:
             fresh = self._without_repeats(batch)
             if not fresh:
-                return
+                return False
             started = time.perf_counter()
             try:
                 decisions = self.scorer.score_many([i.image for i in fresh], [i.header.frame_id for i in fresh])
@@ -77,10 +85,26 @@ class Scoring:
                 for item in fresh:
                     message = f"scoring failed: {type(error).__name__}: {error}"
                     self.answers.refuse(Refused(item.received, "internal_error", message, item.header.identity()))
-                return
+                return False
         self._per_frame_s.append((time.perf_counter() - started) / len(fresh))
         for item, decision in zip(fresh, decisions, strict=True):
             self.answers.decide(item, decision)
+        return self.calibrate(len(fresh), len(fresh))
+
+    def calibrate(self, decided: int, limit: int) -> bool:
+        """Score up to ``limit`` seed judges if seeds are due after ``decided`` more frames (``OnlineScorer.
+        score_due_seeds``); True when one was. A failure stops this until a restart; frames are still decided, on
+        the provisional band."""
+        if self._seeding_failed:
+            return False
+        with self.lock:
+            try:
+                return self.scorer.score_due_seeds(decided, limit) > 0
+            except Exception:
+                log.exception("scoring a seed judge failed: the band stays provisional until `band recalibrate`")
+                self.metrics.errors("scoring").inc()
+                self._seeding_failed = True
+                return False
 
     def _without_repeats(self, batch: list[Accepted]) -> list[Accepted]:
         """The batch less any frame whose id was already scored or comes earlier in it (those are refused)."""

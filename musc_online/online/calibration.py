@@ -83,14 +83,14 @@ class Calibration:
             self.known_good_judged.append(judged)
         self.update()
 
-    def seeds_due(self, window_full: bool) -> bool:
-        """Whether the scorer should score pending seeds after the frame just decided: once its window is full, or
-        after twice ``window`` frames in which it did not fill. Under ``ok`` admission a provisional band that flags
-        most parts keeps the window young (the README demo at 256 px did), and waiting for it would never calibrate.
-        """
+    def seeds_due(self, frames: int, window_full: bool) -> bool:
+        """Whether the scorer should score pending seeds after ``frames`` more decided frames: once its window is
+        full, or after twice ``window`` frames in which it did not fill. Under ``ok`` admission a provisional band
+        that flags most parts keeps the window young (the README demo at 256 px did), and waiting for it would never
+        calibrate."""
         if not self.pending:
             return False
-        self.waited += 1
+        self.waited += frames
         return window_full or self.waited >= 2 * self.settings.window
 
     def add_steady(self, judge_id: str, score: float | None) -> None:

@@ -12,7 +12,6 @@ The scorer holds state and scores; operators' corrections act on it through ``co
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,8 +30,9 @@ from musc_online.online.settings import OnlineSettings
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy
 from musc_online.online.window import RollingWindow
 from musc_online.rscin import min_max_normalise, neighbourhood_average
+from musc_online.timing import Stopwatch
 
-SEEDS_PER_FRAME = 4  # pending seed judges scored after each frame once the window is full (30: 8 frames)
+SEEDS_PER_FRAME = 4  # pending seed judges scored per decided frame once they are due (30 seeds: 8 frames)
 
 
 class OnlineScorer:
@@ -87,20 +87,23 @@ class OnlineScorer:
 
     # ------------------------------------------------------------------------------------------ scoring
     def score(self, image: np.ndarray, frame_id: str | None = None) -> Decision:
-        """Decide one RGB uint8 frame (H, W, 3)."""
-        return self.score_many([image], [frame_id])[0]
+        """Decide one RGB uint8 frame (H, W, 3), then score the seed judges due after it (``score_due_seeds``)."""
+        decision = self.score_many([image], [frame_id])[0]
+        self.score_due_seeds(1)
+        return decision
 
     def score_many(self, images: Sequence[np.ndarray], frame_ids: Sequence[str | None]) -> list[Decision]:
         """Decide a micro-batch: one backbone pass, then each frame in order (each sees the ones before it).
 
-        Every frame id is checked before anything is scored, so a repeated id changes nothing.
+        Every frame id is checked before anything is scored, so a repeated id changes nothing. Seed judges are
+        left to the caller (``score_due_seeds``): the daemon answers the frames first.
         """
         if len(images) != len(frame_ids):
             raise ValueError(f"{len(images)} images but {len(frame_ids)} frame ids")
         ids = self._claim_ids(frame_ids)
-        started = time.perf_counter()
+        watch = Stopwatch(self.device)
         out = self.backbone.extract(list(images), self.device)
-        backbone_ms = 1e3 * (time.perf_counter() - started) / len(images)
+        backbone_ms = 1e3 * watch.lap("backbone") / len(images)
         decisions = []
         for i, (image, frame_id) in enumerate(zip(images, ids, strict=True)):
             decision = self._decide(
@@ -118,7 +121,8 @@ class OnlineScorer:
         image_feature: torch.Tensor,
         image_size: tuple[int, int],
     ) -> Decision:
-        """Decide a frame from its backbone features: per-layer (1, C, H, W) maps and its image feature."""
+        """Decide a frame from its backbone features: per-layer (1, C, H, W) maps and its image feature (seed
+        judges are left to the caller, as in ``score_many``)."""
         return self._decide(self._claim_ids([frame_id])[0], layer_maps, image_feature, image_size)
 
     def knows(self, frame_id: str) -> bool:
@@ -197,31 +201,21 @@ class OnlineScorer:
         image_size: tuple[int, int],
     ) -> Decision:
         """Score, decide and (per the admission policy) admit one frame whose id was claimed."""
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            now = time.perf_counter()
-            timings[name] = 1e3 * (now - clock)
-            clock = now
-
+        watch = Stopwatch(self.device)
         image_feature = image_feature.reshape(-1).float().to(self.device)
         self.ensure_banks(image_feature)
         sets, grids = self.scoring_sets(layer_maps)
-        lap("lnamd")
+        watch.lap("lnamd")
 
         judge_ids = self._pick_judges(image_feature)
         voters = len(self.window)
         patch_map, judges_map, references, normal_best = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
-        lap("msm")
+        watch.lap("msm")
 
         raw = self._image_score(patch_map) if references else 0.0
         judge_score = None if judges_map is None else self._image_score(judges_map)
         score = self.rescore(raw, image_feature, judge_ids)
-        lap("rscin")
+        watch.lap("rscin")
 
         band = self.calibration.band()
         nearest = None
@@ -236,10 +230,11 @@ class OnlineScorer:
         admitted = self._admit(frame_id, sets, image_feature, score, label, band, steady)
         self.history.remember(frame_id, FrameRecord(sets, image_feature, score, label, judge_score))
         self.grids = grids
-        if self.calibration.seeds_due(self.window.full):
-            self._score_seeds(SEEDS_PER_FRAME)
-        self._count(label, provisional)
-        lap("decide")
+        self.counts["frames"] += 1
+        self.counts[label] += 1
+        self.counts["provisional"] += int(provisional)
+        watch.lap("decide")
+        timings = {name: 1e3 * seconds for name, seconds in watch.laps.items()}
         timings["total"] = sum(timings.values())
         return Decision(
             frame_id=frame_id,
@@ -262,10 +257,19 @@ class OnlineScorer:
         """An image's score: the maximum of its patch map upsampled to the input size (as batch MuSc takes it)."""
         return float(upsample(patch_map[None], (self.backbone.image_size, self.backbone.image_size)).max())
 
+    def score_due_seeds(self, frames: int, limit: int | None = None) -> int:
+        """Score the seed judges due after ``frames`` more decided frames (``Calibration.seeds_due``):
+        ``SEEDS_PER_FRAME`` per frame, or at most ``limit``. Returns how many were scored."""
+        if not self.grids or not self.calibration.seeds_due(frames, self.window.full):
+            return 0
+        count = min(len(self.calibration.pending), SEEDS_PER_FRAME * frames if limit is None else limit)
+        self._score_seeds(count)
+        return count
+
     def _score_seeds(self, count: int | None = None) -> None:
         """Score ``count`` (default all) pending seed judges as a steady frame is scored: against the window's
         voters and the judges most like it, itself left out, then RsCIN. Their scores calibrate the combined band
-        (see ``calibration``); a few per frame, so no frame waits long for it."""
+        (see ``calibration``)."""
         for judge_id in self.calibration.pending[:count]:
             if self.judges is None or judge_id not in self.judges or judge_id in self.window:
                 self.calibration.add_steady(judge_id, None)
@@ -376,12 +380,7 @@ class OnlineScorer:
             self._score_seeds()
         return self.calibration.recalibrate([float(s) for s in self.window.voter_scores()])
 
-    # ------------------------------------------------------------------------------------ frame memory
-    def _count(self, label: str, provisional: bool) -> None:
-        self.counts["frames"] += 1
-        self.counts[label] += 1
-        self.counts["provisional"] += int(provisional)
-
+    # ---------------------------------------------------------------------------------------- counters
     def stats(self) -> dict[str, object]:
         """Counters and state for status displays and metrics."""
         band = self.calibration.band()

@@ -105,9 +105,12 @@ def test_seeds_stand_in_by_their_mutual_scores_until_scored_steady_and_survive_a
 
 def test_seeds_fall_due_when_the_window_fills_or_after_a_window_of_frames_without_it():
     calibration = Calibration(replace(SETTINGS, window=3))
-    assert not calibration.seeds_due(window_full=True)  # nothing pending
+    assert not calibration.seeds_due(1, window_full=True)  # nothing pending
     calibration.add_seed("s0", 1.0, None)
-    assert calibration.seeds_due(window_full=True)
+    assert calibration.seeds_due(0, window_full=True)
     waiting = Calibration(replace(SETTINGS, window=3))
     waiting.add_seed("s0", 1.0, None)
-    assert [waiting.seeds_due(window_full=False) for _ in range(6)] == [False] * 5 + [True]  # never stuck
+    assert [waiting.seeds_due(1, window_full=False) for _ in range(6)] == [False] * 5 + [True]  # never stuck
+    batches = Calibration(replace(SETTINGS, window=3))
+    batches.add_seed("s0", 1.0, None)
+    assert [batches.seeds_due(n, window_full=False) for n in (0, 4, 0, 2)] == [False, False, False, True]

@@ -49,6 +49,18 @@ def test_seeds_stay_pending_and_the_band_provisional_until_the_window_is_full(ba
     assert scorer.calibration.known_good != pytest.approx(scorer.calibration.seeded)
 
 
+def test_scoring_a_batch_leaves_the_seeds_to_the_caller_who_may_take_them_one_at_a_time(backbone):
+    scorer = _seeded(backbone)
+    frames = _parts(SETTINGS.window, seed=2)
+    scorer.score_many(frames, [f"f{i}" for i in range(len(frames))])
+    assert scorer.window.full and len(scorer.calibration.pending) == 10  # the answers need not wait for seeds
+    assert scorer.score_due_seeds(0, limit=1) == 1  # an idle line: one seed, no frame
+    assert scorer.score_due_seeds(2) == 2 * SEEDS_PER_FRAME
+    assert scorer.score_due_seeds(3) == 10 - 1 - 2 * SEEDS_PER_FRAME  # no more than are pending
+    assert scorer.calibration.pending == [] and scorer.score_due_seeds(1) == 0
+    assert scorer.calibration.band().source == "calibrated"
+
+
 def test_a_seed_scores_exactly_as_the_same_image_would_score_as_a_frame(backbone):
     scorer = _seeded(backbone)
     for i, frame in enumerate(_parts(SETTINGS.window - 1, seed=2)):

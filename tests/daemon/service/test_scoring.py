@@ -1,10 +1,11 @@
-"""The scoring thread in a running in-process line: faults, pause and resume."""
+"""The scoring thread in a running in-process line: faults, seed judges while idle, pause and resume."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+from PIL import Image
 
 from ..inprocess import InProcessLine, frame
 
@@ -31,6 +32,27 @@ def test_a_scoring_fault_refuses_the_batch_with_the_error_and_the_line_goes_on(t
     assert "a" not in scorer.window  # a refused frame never votes
     counts = line.quiet()
     assert (counts["decided"], counts["refused"], counts["refused_by_code"]) == (1, 1, {"internal_error": 1})
+    line.stop()
+
+
+def test_seed_judges_calibrate_the_band_while_the_line_waits_not_on_the_answers_path(tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(12):
+        Image.fromarray(frame(rng)).save(good / f"part{i}.png")
+    line = InProcessLine(tmp_path / "lines", **{"online.admission": "all"})  # every frame votes: W frames fill it
+    assert line.call("reload_judges", folder=str(good))["result"] == {"added": 12}
+    assert line.call("band")["result"]["band"]["source"] == "provisional"  # the seeds' mutual scores meanwhile
+    line.send({f"f{i}": frame(rng) for i in range(8)})  # the window (8) is full after these
+    line.answers(8)
+    scorer = line.daemon.scorer
+    deadline = time.monotonic() + 30
+    while scorer.calibration.pending and time.monotonic() < deadline:  # no frame comes: the line is idle
+        time.sleep(0.05)
+    assert scorer.calibration.pending == []
+    assert line.call("band")["result"]["band"]["source"] == "calibrated"
+    assert len(scorer.calibration.known_good) == 12
     line.stop()
 
 
