@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from daemon.config import load_config
 from daemon.service import LineDaemon
@@ -40,6 +41,15 @@ TINY = {
 def frame(rng: np.random.Generator, size: int = 64) -> np.ndarray:
     """A random RGB frame; the tiny random backbone gives it meaningless but deterministic features."""
     return rng.integers(90, 140, (size, size, 3), dtype=np.uint8)
+
+
+def good_parts(folder: Path, count: int, seed: int) -> Path:
+    """A folder of ``count`` frames as PNG files part0.png ... (judges for a line to load), made if missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(frame(rng)).save(folder / f"part{i}.png")
+    return folder
 
 
 class InProcessLine:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PIL import Image
 
 from ..conftest import LINE
-from ..inprocess import InProcessLine, frame
+from ..inprocess import InProcessLine, frame, good_parts
 
 
 def test_the_band_is_set_and_recalibrated_live_recorded_and_shown(tmp_path):
@@ -60,11 +59,7 @@ def test_the_state_is_saved_on_its_timer(tmp_path):
 
 
 def test_judges_are_reloaded_from_a_folder_and_recorded(tmp_path):
-    good = tmp_path / "good"
-    good.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(3):
-        Image.fromarray(frame(rng)).save(good / f"part{i}.png")
+    good = good_parts(tmp_path / "good", 3, seed=2)
     line = InProcessLine(tmp_path / "lines")
     assert line.call("reload_judges", folder=str(good))["result"] == {"added": 3}
     assert line.call("reload_judges", folder=str(good))["result"] == {"added": 0}  # already there
@@ -75,11 +70,7 @@ def test_judges_are_reloaded_from_a_folder_and_recorded(tmp_path):
 
 
 def test_a_judge_bank_moves_to_another_line_through_the_store_and_a_foreign_one_is_refused(tmp_path):
-    good = tmp_path / "good"
-    good.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(3):
-        Image.fromarray(frame(rng)).save(good / f"part{i}.png")
+    good = good_parts(tmp_path / "good", 3, seed=3)
     source = InProcessLine(tmp_path / "source")
     source.call("judges", action="add", folder=str(good))
     exported = source.call("judges", action="export", store_name="widget-v1")["result"]

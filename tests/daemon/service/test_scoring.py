@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PIL import Image
 
-from ..inprocess import InProcessLine, frame
+from ..inprocess import InProcessLine, frame, good_parts
 
 
 def test_a_scoring_fault_refuses_the_batch_with_the_error_and_the_line_goes_on(tmp_path):
@@ -36,11 +35,8 @@ def test_a_scoring_fault_refuses_the_batch_with_the_error_and_the_line_goes_on(t
 
 
 def test_seed_judges_calibrate_the_band_while_the_line_waits_not_on_the_answers_path(tmp_path):
-    good = tmp_path / "good"
-    good.mkdir()
-    rng = np.random.default_rng(4)
-    for i in range(12):
-        Image.fromarray(frame(rng)).save(good / f"part{i}.png")
+    good = good_parts(tmp_path / "good", 12, seed=4)
+    rng = np.random.default_rng(5)
     line = InProcessLine(tmp_path / "lines", **{"online.admission": "all"})  # every frame votes: W frames fill it
     assert line.call("reload_judges", folder=str(good))["result"] == {"added": 12}
     assert line.call("band")["result"]["band"]["source"] == "provisional"  # the seeds' mutual scores meanwhile
