@@ -6,6 +6,8 @@ The wire format is in ``musc_online.protocol`` and ``docs/protocol.md``.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +28,15 @@ from musc_online.transport import (
     send_parts,
 )
 
-__all__ = ["ControlClient", "CurveClientKeys", "DecisionSubscriber", "FrameSender", "TransportSettings"]
+__all__ = [
+    "AnswerCollector",
+    "ControlClient",
+    "CurveClientKeys",
+    "DecisionSubscriber",
+    "FrameSender",
+    "TransportSettings",
+]
+SUBSCRIBE_SETTLE_S = 0.5  # a new subscription takes a moment to reach the publisher (ZeroMQ's "slow joiner")
 
 
 class FrameSender:
@@ -133,6 +143,63 @@ class DecisionSubscriber:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class AnswerCollector:
+    """Gathers a line's decisions and refusals in a background thread, each with its arrival time: for tools and
+    tests that send frames and then wait for their answers. It returns once the subscription has settled, so
+    frames sent after it are seen."""
+
+    def __init__(self, target: TransportSettings | str, line: int, *, keys: CurveClientKeys | None = None) -> None:
+        self.all: list[tuple[float, dict[str, Any]]] = []  # (arrival time, message), unreadable frame ids included
+        self.arrived: dict[str, tuple[float, dict[str, Any]]] = {}  # frame id -> its first answer
+        self._subscriber = DecisionSubscriber(target, line, keys=keys)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        time.sleep(SUBSCRIBE_SETTLE_S)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._subscriber.receive(timeout_ms=100)
+            if message is not None:
+                entry = (time.time(), message)
+                self.all.append(entry)
+                self.arrived.setdefault(str(message.get("frame_id")), entry)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Every answer so far, in arrival order, with its arrival time as ``arrived_at``."""
+        return [{**message, "arrived_at": at} for at, message in list(self.all)]
+
+    def wait_for(self, frame_ids: list[str], stall_s: float) -> list[str]:
+        """Wait until every frame is answered or nothing arrives for ``stall_s``; returns the unanswered ids."""
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            missing = [i for i in frame_ids if i not in self.arrived]
+            if not missing or time.monotonic() - last_change > stall_s:
+                return missing
+            if len(self.all) != last_count:
+                last_count, last_change = len(self.all), time.monotonic()
+            time.sleep(0.01)
+
+    def wait_for_count(self, count: int, timeout_s: float) -> list[dict[str, Any]]:
+        """``messages`` once there are ``count`` of them, or when ``timeout_s`` has passed."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.all) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.messages
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` was called."""
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        """Stop the thread and close the socket."""
+        self._stop.set()
+        self._thread.join()
+        self._subscriber.close()
 
 
 class ControlClient:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import musc_online
-from musc_online.client import ControlClient, DecisionSubscriber, FrameSender
+from musc_online.client import AnswerCollector, ControlClient, DecisionSubscriber, FrameSender
 from musc_online.messages import control_reply, decision_message, parse_control_request, refusal_message
 from musc_online.protocol import decode_frame, encode_frame
 from musc_online.transport import (
@@ -127,6 +127,27 @@ def test_subscribers_get_their_own_lines_decisions_and_refusals_only(ctx: Contex
     assert {m["topic"] for m in received[30]} == {"line.30.decision"}
     assert [m["frame_id"] for m in received[3] if "probe" not in m] == ["a", "b"]
     assert [m["frame_id"] for m in received[30] if "probe" not in m] == ["c"]
+
+
+def test_an_answer_collector_keeps_each_frames_first_answer_and_says_which_never_came(daemon: DaemonSockets) -> None:
+    collector = AnswerCollector(daemon.settings, 3)  # returns once its subscription has settled
+    sent_at = time.time()
+    send_parts(daemon.decisions, decision_message(3, {"frame_id": "a", "label": "ok"}))
+    send_parts(daemon.decisions, refusal_message(3, {"frame_id": "b", "code": "late"}))
+    send_parts(daemon.decisions, refusal_message(3, {"frame_id": "a", "code": "duplicate_frame_id"}))
+    messages = collector.wait_for_count(3, 5)
+    assert [(m["frame_id"], m["topic"]) for m in messages] == [
+        ("a", "line.3.decision"),
+        ("b", "line.3.refusal"),
+        ("a", "line.3.refusal"),
+    ]
+    assert all(sent_at <= m["arrived_at"] <= time.time() for m in messages)
+    assert collector.arrived["a"][1]["label"] == "ok"  # the first answer of a repeated id
+    started = time.monotonic()
+    assert collector.wait_for(["a", "b", "c"], stall_s=0.3) == ["c"]
+    assert time.monotonic() - started < 3
+    collector.close()
+    assert collector.closed
 
 
 def _serve_control(sock, requests: int) -> threading.Thread:

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 from bench_common import cpu_name
-from line_harness import LINE, Answers, HarnessError, start_daemon, summary_ms, wait_ready
+from line_harness import LINE, HarnessError, start_daemon, summary_ms, wait_ready
 
-from musc_online.client import ControlClient, FrameSender
+from musc_online.client import AnswerCollector, ControlClient, FrameSender
 from musc_online.synthetic import camera_frames
 from musc_online.transport import TransportSettings, free_port_block
 
@@ -86,7 +86,7 @@ def bench(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str,
             wait_ready(process, control, args.timeout)
             startup_s = time.monotonic() - started
             print(f"daemon ready in {startup_s:.1f} s", file=sys.stderr)
-            decisions = Answers(settings)
+            decisions = AnswerCollector(settings, LINE)
             sent: list[str] = []
             with FrameSender(settings, line=LINE, send_timeout_ms=int(1e3 * args.timeout)) as sender:
 

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import cpu_name
-from line_harness import Answers, HarnessError, start_daemon, summary_ms, wait_ready
+from line_harness import HarnessError, start_daemon, summary_ms, wait_ready
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from daemon.store import Store, StoreError, scratch_database
-from musc_online.client import ControlClient, FrameSender
+from musc_online.client import AnswerCollector, ControlClient, FrameSender
 from musc_online.synthetic import camera_frames
 from musc_online.transport import TransportSettings, free_port_block, line_ports
 
@@ -60,7 +60,7 @@ class Line:
         }
         self.process = start_daemon(folder / f"line-{number}", self.base_port, self.log_path, env, line=number)
         self.frames = camera_frames("synthetic", seed=number, defect_rate=args.defect_rate, size=args.image_px)
-        self.answers: Answers | None = None
+        self.answers: AnswerCollector | None = None
         self.sent: list[str] = []
 
     def send(self, sender: FrameSender, prefix: str, count: int) -> list[str]:
@@ -155,7 +155,7 @@ def bench(args: argparse.Namespace, store_url: str, folder: Path) -> dict[str, A
         for line in lines:
             with ControlClient(line.settings) as control:
                 wait_ready(line.process, control, args.timeout)
-            line.answers = Answers(line.settings, line.number)
+            line.answers = AnswerCollector(line.settings, line.number)
         warmups = {}
         for line in lines:  # one by one: a line warming up alone gets the cores
             warmups[line.number] = line.warm_up(args.window, args.timeout)

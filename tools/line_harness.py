@@ -1,20 +1,18 @@
-"""What the tools that drive a real line daemon share: a free port block, the daemon process, its answers."""
+"""What the tools that drive a real line daemon share: the daemon process and latency summaries (its answers are
+gathered by ``musc_online.client.AnswerCollector``)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from musc_online.client import ControlClient, DecisionSubscriber
-from musc_online.transport import TransportSettings
+from musc_online.client import ControlClient
 
 LINE = 3
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,44 +51,6 @@ def wait_ready(process: subprocess.Popen, control: ControlClient, timeout_s: flo
         except TimeoutError:
             pass
     raise HarnessError(f"the daemon did not answer status within {timeout_s} s")
-
-
-class Answers:
-    """Collects a line's decisions and refusals in a background thread, each with its arrival time."""
-
-    def __init__(self, settings: TransportSettings, line: int = LINE) -> None:
-        self.arrived: dict[str, tuple[float, dict[str, Any]]] = {}  # frame id -> its first answer
-        self.all: list[tuple[float, dict[str, Any]]] = []  # every answer, unreadable ids included
-        self._subscriber = DecisionSubscriber(settings, line)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        time.sleep(0.5)  # let the subscription reach the publisher before anything is sent
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            message = self._subscriber.receive(timeout_ms=100)
-            if message is not None:
-                entry = (time.time(), message)
-                self.all.append(entry)
-                self.arrived.setdefault(str(message.get("frame_id")), entry)
-
-    def wait_for(self, frame_ids: list[str], stall_s: float) -> list[str]:
-        """Wait until every frame is answered or nothing arrives for ``stall_s``; returns the unanswered ids."""
-        last_count, last_change = -1, time.monotonic()
-        while True:
-            missing = [i for i in frame_ids if i not in self.arrived]
-            if not missing or time.monotonic() - last_change > stall_s:
-                return missing
-            if len(self.all) != last_count:
-                last_count, last_change = len(self.all), time.monotonic()
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        """Stop the thread and close the socket."""
-        self._stop.set()
-        self._thread.join()
-        self._subscriber.close()
 
 
 def summary_ms(values_s: list[float]) -> dict[str, float]:

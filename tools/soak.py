@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from line_harness import LINE, Answers, HarnessError, start_daemon, summary_ms, wait_ready
+from line_harness import LINE, HarnessError, start_daemon, summary_ms, wait_ready
 
 from daemon.review.queue import mark, review_queue
 from daemon.store import Store
-from musc_online.client import ControlClient, FrameSender
+from musc_online.client import AnswerCollector, ControlClient, FrameSender
 from musc_online.protocol import encode_frame
 from musc_online.synthetic import camera_frames
 from musc_online.transport import TransportSettings, free_port_block
@@ -175,7 +175,7 @@ def soak(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str, 
         watcher.pid = processes[-1].pid
 
     launch()
-    answers = Answers(settings)
+    answers = AnswerCollector(settings, LINE)
     store = Store.open(f"sqlite:///{line_dir / 'store.db'}")
     operator = Operator(store, settings, args.mark_every_s)
     killed_at = 0.0
@@ -219,7 +219,7 @@ def soak(args: argparse.Namespace, data_dir: Path, log_path: Path) -> dict[str, 
     return _report(args, status, store, answers, operator.marks, run, restart_s, watcher, started)
 
 
-def _valid_answers(answers: Answers) -> dict[str, tuple[float, dict[str, Any]]]:
+def _valid_answers(answers: AnswerCollector) -> dict[str, tuple[float, dict[str, Any]]]:
     """Each frame id's answer: its decision when there is one, else its first refusal. A malformed frame that
     repeats an earlier id is refused as a duplicate, sometimes before the original is decided: that refusal
     answers the repeat, not the original."""

@@ -64,10 +64,7 @@ class Scoring:
             now = time.time()
             for frame in late:
                 self.answers.refuse(self.budget.late(frame, now, self.expected_cost_s(1)))
-            if batch:
-                seeding = self.score(batch)
-            else:
-                seeding = not self.frames.held and self.calibrate(0, 1)
+            seeding = self.score(batch) if batch else not self.frames.held and self.calibrate(0, 1)
 
     def score(self, batch: list[Accepted]) -> bool:
         """Decide one micro-batch and answer every frame of it, then score as many seed judges as it decided

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from musc_online.client import ControlClient, DecisionSubscriber
+from musc_online.client import ControlClient
 from musc_online.transport import CurveClientKeys, TransportSettings, free_port_block
 
 LINE = 3
@@ -99,39 +98,6 @@ class DaemonProcess:
         assert self.process is not None
         self.process.send_signal(sig)
         return self.process.wait(timeout=timeout_s)
-
-
-class Collector:
-    """Subscribes to a line's decisions and refusals in a background thread."""
-
-    def __init__(self, settings: TransportSettings, line: int = LINE) -> None:
-        self.messages: list[dict] = []
-        self._subscriber = DecisionSubscriber(settings, line)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        time.sleep(0.5)  # let the subscription reach the publisher before anything is sent
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            message = self._subscriber.receive(timeout_ms=100)
-            if message is not None:
-                self.messages.append({**message, "arrived_at": time.time()})
-
-    def wait_for(self, count: int, timeout_s: float = 180) -> list[dict]:
-        deadline = time.monotonic() + timeout_s
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return list(self.messages)
-
-    @property
-    def closed(self) -> bool:
-        return self._stop.is_set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._subscriber.close()
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from PIL import Image
 from daemon.config import load_config
 from daemon.service import LineDaemon
 from daemon.store import Store
-from musc_online.client import ControlClient, FrameSender
+from musc_online.client import AnswerCollector, ControlClient, FrameSender
 from musc_online.transport import TransportSettings
 
-from .conftest import IN_PROCESS, LINE, Collector, free_port_block
+from .conftest import IN_PROCESS, LINE, free_port_block
 
 TINY = {
     "MUSC_MODEL__BACKBONE": "test_random_vit",
@@ -66,7 +66,7 @@ class InProcessLine:
         self.config = load_config(LINE, env=env)
         self.daemon = LineDaemon(self.config)
         self.settings = self.daemon.sockets.settings
-        self.collector = Collector(self.settings)
+        self.collector = AnswerCollector(self.settings, LINE)
         self._thread = threading.Thread(target=self.daemon.run, kwargs={"handle_signals": False}, daemon=True)
         self._thread.start()
         IN_PROCESS.append(self)
@@ -108,7 +108,7 @@ class InProcessLine:
 
     def answers(self, count: int, timeout_s: float = 60) -> dict[str, dict]:
         """The first ``count`` answers (decisions and refusals) by frame id, once that many arrived."""
-        messages = self.collector.wait_for(count, timeout_s)
+        messages = self.collector.wait_for_count(count, timeout_s)
         assert len(messages) >= count, f"only {len(messages)} of {count} answers"
         return {m.get("frame_id"): m for m in messages}
 

@@ -14,11 +14,11 @@ from PIL import Image
 
 from daemon.review.queue import mark
 from daemon.store import Store
-from musc_online.client import FrameSender
+from musc_online.client import AnswerCollector, FrameSender
 from musc_online.protocol import FrameHeader, encode_frame
 from musc_online.synthetic import synthetic_product
 
-from .conftest import LINE, Collector, DaemonProcess
+from .conftest import LINE, DaemonProcess
 
 
 def _corrupt_messages(rng: np.random.Generator) -> list[tuple[str, list[bytes]]]:
@@ -54,7 +54,7 @@ def _corrupt_messages(rng: np.random.Generator) -> list[tuple[str, list[bytes]]]
 @pytest.mark.slow
 def test_every_frame_is_answered_recorded_and_survives_a_restart(tmp_path):
     daemon = DaemonProcess(tmp_path / "lines").start()
-    collector = Collector(daemon.settings)
+    collector = AnswerCollector(daemon.settings, LINE)
     rng = np.random.default_rng(0)
     corrupt = _corrupt_messages(rng)
     positions = set(rng.choice(300, size=len(corrupt), replace=False).tolist())
@@ -69,7 +69,7 @@ def test_every_frame_is_answered_recorded_and_survives_a_restart(tmp_path):
             else:
                 image = synthetic_product(rng, 160, defective=rng.random() < 0.1)
                 sender.send(image, camera="cam-1", frame_id=f"f{i:04d}", encoding="jpeg")
-    messages = collector.wait_for(300)
+    messages = collector.wait_for_count(300, 180)
     collector.close()
     assert len(messages) == 300, f"only {len(messages)} answers:\n{daemon.log.read_text()[-3000:]}"
     refusals = [m for m in messages if m["topic"].endswith("refusal")]
@@ -103,12 +103,12 @@ def test_every_frame_is_answered_recorded_and_survives_a_restart(tmp_path):
 @pytest.mark.slow
 def test_kill_minus_nine_with_frames_in_flight_and_corrections_after_the_last_snapshot(tmp_path):
     daemon = DaemonProcess(tmp_path / "lines").start()
-    collector = Collector(daemon.settings)
+    collector = AnswerCollector(daemon.settings, LINE)
     rng = np.random.default_rng(1)
     with FrameSender(daemon.settings, line=LINE) as sender:
         for i in range(20):
             sender.send(synthetic_product(rng, 160), camera="cam-1", frame_id=f"k{i}", encoding="png")
-    assert len(collector.wait_for(20)) == 20
+    assert len(collector.wait_for_count(20, 180)) == 20
     collector.close()
     line_dir = daemon.data_dir / f"line-{LINE}"
     daemon.call("snapshot")
@@ -147,7 +147,7 @@ def test_kill_minus_nine_with_frames_in_flight_and_corrections_after_the_last_sn
 @pytest.mark.slow
 def test_fuzzed_messages_are_each_answered_and_the_daemon_stays_up(tmp_path):
     daemon = DaemonProcess(tmp_path / "lines").start()
-    collector = Collector(daemon.settings)
+    collector = AnswerCollector(daemon.settings, LINE)
     rng = np.random.default_rng(2)
     valid = encode_frame(synthetic_product(rng, 64), line=LINE, camera="cam-f", frame_id="seed", encoding="png")
     count = 1000
@@ -172,7 +172,7 @@ def test_fuzzed_messages_are_each_answered_and_the_daemon_stays_up(tmp_path):
                 fields[str(rng.choice(list(fields)))] = [None, -1, "", 1e309, {"a": 1}][(i // 5) % 5]
                 header = bytearray(json.dumps(fields).encode())
             sender.send_parts([bytes(header), bytes(payload)])
-    messages = collector.wait_for(count, timeout_s=120)
+    messages = collector.wait_for_count(count, 120)
     collector.close()
     assert len(messages) == count
     status = daemon.call("status")["result"]

@@ -7,10 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from daemon.cli.musc_online import app
-from musc_online.client import FrameSender
+from musc_online.client import AnswerCollector, FrameSender
 from musc_online.synthetic import brighten, synthetic_product
 
-from .conftest import LINE, Collector, DaemonProcess
+from .conftest import LINE, DaemonProcess
 
 runner = CliRunner()
 
@@ -21,7 +21,7 @@ def _send(daemon, collector, frames: dict[str, np.ndarray]) -> dict[str, dict]:
     with FrameSender(daemon.settings, line=LINE) as sender:
         for frame_id, image in frames.items():
             sender.send(image, camera="cam-1", frame_id=frame_id, encoding="png")
-    messages = collector.wait_for(expected, timeout_s=120)
+    messages = collector.wait_for_count(expected, 120)
     return {m["frame_id"]: m for m in messages if m["frame_id"] in frames}
 
 
@@ -31,7 +31,7 @@ def test_corrections_teach_the_running_line_and_survive_a_restart(tmp_path, monk
     for key, value in daemon.env.items():
         if key.startswith("MUSC_"):
             monkeypatch.setenv(key, value)
-    collector = Collector(daemon.settings)
+    collector = AnswerCollector(daemon.settings, LINE)
     rng = np.random.default_rng(0)
 
     def mark(frame_id: str, verdict: str, *extra: str) -> None:

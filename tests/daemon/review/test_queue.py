@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from daemon.cli.musc_online import app
 from daemon.review.queue import band_distance, mark, parse_since, review_queue, undo
 from daemon.store import ConflictError, NotFoundError, Store
-from musc_online.client import FrameSender
+from musc_online.client import AnswerCollector, FrameSender
 from musc_online.synthetic import synthetic_product
 from musc_online.transport import TransportSettings
 
-from ..conftest import LINE, Collector, DaemonProcess, free_port_block
+from ..conftest import LINE, DaemonProcess, free_port_block
 
 runner = CliRunner()
 BAND = (0.4, 0.6)
@@ -256,13 +256,13 @@ def test_interactive_queue_marks_a_defect_with_a_label_and_undoes_it(filled):
 def test_a_mark_through_the_cli_reaches_the_running_daemon_at_once(tmp_path, monkeypatch):
     daemon = DaemonProcess(tmp_path / "lines").start()
     try:
-        collector = Collector(daemon.settings)
+        collector = AnswerCollector(daemon.settings, LINE)
         rng = np.random.default_rng(1)
         with FrameSender(daemon.settings, line=LINE) as sender:
             for i in range(30):
                 image = synthetic_product(rng, 128, defective=i % 5 == 4)
                 sender.send(image, camera="cam-1", frame_id=f"f{i:03d}", encoding="png")
-        assert len(collector.wait_for(30)) == 30, daemon.log.read_text()[-3000:]
+        assert len(collector.wait_for_count(30, 180)) == 30, daemon.log.read_text()[-3000:]
         collector.close()
         judges_before = daemon.call("status")["result"]["scorer"]["judges"]
         with Store.open(f"sqlite:///{tmp_path}/lines/line-{LINE}/store.db") as store:

@@ -57,7 +57,7 @@ def test_every_malformed_or_foreign_frame_is_refused_with_its_code_and_counted(l
     messages = _malformed(rng)
     line.send_parts([parts for _, parts in messages])
     line.send({"good": frame(rng)})
-    answers = line.collector.wait_for(len(messages) + 1, 30)
+    answers = line.collector.wait_for_count(len(messages) + 1, 30)
     refusals = sorted(m["code"] for m in answers if m["topic"].endswith("refusal"))
     assert refusals == sorted(code for code, _ in messages)
     assert all(m["reason"] for m in answers if m["topic"].endswith("refusal"))
@@ -113,7 +113,7 @@ def test_frames_the_line_cannot_serve_in_time_are_refused_and_late_ones_answered
     burst = {f"f{i}": frame(rng) for i in range(count)}
     sent_at = time.time()
     line.send(burst, timestamp=sent_at)
-    answers = line.collector.wait_for(4 + count, 30)
+    answers = line.collector.wait_for_count(4 + count, 30)
     line.call("resume")
     by_code: dict[str, list[dict]] = {}
     for message in answers[4:]:

@@ -9,10 +9,10 @@ import numpy as np
 
 from daemon.review.queue import mark, undo
 from daemon.store import Store
-from musc_online.client import FrameSender
+from musc_online.client import AnswerCollector, FrameSender
 from musc_online.protocol import encode_frame
 
-from ..conftest import LINE, Collector, DaemonProcess
+from ..conftest import LINE, DaemonProcess
 from ..inprocess import TINY, InProcessLine, frame
 
 
@@ -27,12 +27,12 @@ def _decided(line: InProcessLine, count: int, seed: int = 0, prefix: str = "f") 
 def test_mark_ok_undo_mark_ok_survives_a_crash_and_a_restart(tmp_path):
     tiny = {key: value for key, value in TINY.items() if key != "MUSC_TRANSPORT__BASE_PORT"}
     daemon = DaemonProcess(tmp_path / "lines", extra_env={**tiny, "MUSC_STORE__URL": InProcessLine.store_url}).start()
-    collector = Collector(daemon.settings)
+    collector = AnswerCollector(daemon.settings, LINE)
     rng = np.random.default_rng(0)
     with FrameSender(daemon.settings, line=LINE) as sender:
         for i in range(12):
             sender.send(frame(rng), camera="cam-1", frame_id=f"f{i}", encoding="png")
-    assert len(collector.wait_for(12)) == 12
+    assert len(collector.wait_for_count(12, 180)) == 12
     collector.close()
     with Store.open(InProcessLine.store_url) as store:
         first = mark(store, daemon.settings, LINE, "f11", "ok", "ann")
@@ -87,7 +87,7 @@ def test_a_repeated_frame_id_in_one_micro_batch_refuses_only_the_repeat(tmp_path
     line.send_parts(
         [encode_frame(image, line=LINE, camera="cam-1", frame_id=i, encoding="png") for i, image in with_repeat]
     )
-    messages = line.collector.wait_for(4, 30)
+    messages = line.collector.wait_for_count(4, 30)
     assert calls[1] == ["b", "c"], calls
     decided = sorted(m["frame_id"] for m in messages if m["topic"].endswith("decision"))
     refused = [(m["frame_id"], m["code"]) for m in messages if m["topic"].endswith("refusal")]
