@@ -14,7 +14,7 @@ PACKAGES = ("musc_online", "daemon")
 
 # Floors from the bottom up; a module belongs to the first floor one of whose prefixes it starts with.
 FLOORS: list[tuple[str, ...]] = [
-    ("musc_online.settings", "musc_online.atomic", "musc_online.device", "musc_online.backbones"),
+    ("musc_online.settings", "musc_online.atomic", "musc_online.device", "musc_online.timing", "musc_online.backbones"),
     ("musc_online.lnamd", "musc_online.msm", "musc_online.rscin", "musc_online.batch"),
     ("musc_online.online",),
     (
