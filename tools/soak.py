@@ -258,7 +258,7 @@ def _report(args, status, store, answers, marks, run, restart_s, watcher, starte
     pictures = [files for _, files, _ in watcher.pictures]
     growth, plateau = watcher.growth_percent(), watcher.growth_percent(start=0.5)
     in_transit = [i for i in missing if i not in recorded]
-    sent_before_kill = [run["killed_at"] - sent[i] for i in in_transit]
+    sent_before_kill = [run["killed_at"] - sent[i] for i in in_transit]  # negative: sent after the kill
     figures = {
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
         "seconds": time.time() - started,
@@ -299,7 +299,7 @@ def _report(args, status, store, answers, marks, run, restart_s, watcher, starte
         "every_frame_accounted": counts["received"] == counts["decided"] + counts["refused"]
         and counts["pending"] == 0
         and not other
-        and all(-IN_TRANSIT_S <= before <= IN_TRANSIT_S for before in sent_before_kill),
+        and all(abs(before) <= IN_TRANSIT_S for before in sent_before_kill),
         "no_correction_lost": len(marked) == figures["corrections"]["applied"]
         and not figures["corrections"]["failed"]
         and len(active) == status["scorer"]["corrections"],

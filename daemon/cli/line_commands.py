@@ -155,7 +155,8 @@ def demo_command(
 
     So that its decisions are calibrated and final within the run, the demo seeds the line with DEMO_JUDGES
     synthetic good parts (in the line's folder) and uses a 16-frame window with 8 judges per frame: the band
-    calibrates from the judges once the window is full or 32 frames have passed (from the 40th frame).
+    calibrates from the judges once the window is full or 32 frames have passed and the line has scored them
+    (final from about the 49th frame on 2 CPU cores).
     MUSC_ONLINE__* variables you set yourself take precedence.
     """
     config = load_or_exit(line, config_file)
