@@ -228,7 +228,6 @@ def test_an_operator_logs_in_picks_line_4_marks_a_frame_and_line_4_applies_it_th
     assert judges_shown() == [str(judges)]
 
     frame_id = page.text("frame")
-    marked_at = time.monotonic()
     page.press("o")
     correction = wait_for(lambda: correction_of(store, 4, frame_id), "the correction in the store", timeout_s=10)
     assert (correction.verdict, correction.operator) == ("ok", "olga")
@@ -239,7 +238,6 @@ def test_an_operator_logs_in_picks_line_4_marks_a_frame_and_line_4_applies_it_th
     wait_for(lambda: daemons[4].judges() == judges + 1, "line 4's judge count to grow", timeout_s=5)
     wait_for(lambda: "applied by line 4" in page.text("status"), "the page to say line 4 applied it", timeout_s=5)
     wait_for(lambda: judges_shown() == [str(judges + 1)], "the page to show line 4's new judge", timeout_s=10)
-    assert time.monotonic() - marked_at < 15
     assert frame_id not in page.all("#queue li", "data-frame")  # it left the queue
     assert store.corrections(3) == [] and daemons[3].judges() == 0
 

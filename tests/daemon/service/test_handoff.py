@@ -23,13 +23,13 @@ def test_items_that_cannot_be_served_in_time_come_out_apart_and_batches_stop_bef
     queue: Handoff[str] = Handoff("q", 10)
     now = time.time()
     queue.put("gone", now - 1)
-    queue.put("soon", now + 0.25)
+    queue.put("soon", now + 2.5)  # in time alone (2 s of work) with half a second to spare for a busy machine
     queue.put("later", now + 10)
     queue.put("never", now + 100)
-    batch, expired = queue.take(5, 0, cost_s=lambda n: 0.2 * n)
+    batch, expired = queue.take(5, 0, cost_s=lambda n: 2.0 * n)
     assert expired == ["gone"]
     assert batch == ["soon"]  # "soon" would be late in a batch of two
-    batch, _ = queue.take(5, 0, cost_s=lambda n: 0.2 * n)
+    batch, _ = queue.take(5, 0, cost_s=lambda n: 2.0 * n)
     assert batch == ["later", "never"]
 
 

@@ -79,7 +79,9 @@ def test_a_frame_older_than_its_budget_is_answered_late_saying_how_late(tmp_path
     assert answers["fresh"]["topic"].endswith("decision")
     stale = answers["stale"]
     assert stale["code"] == "late" and stale["budget_ms"] == 1000
-    assert 3900 < stale["late_by_ms"] < 4500 and 4900 < stale["age_ms"] < 5500
+    assert 4900 < stale["age_ms"] < 10_000  # taken 5 s before it was sent
+    over = stale["late_by_ms"] - (stale["age_ms"] - 1000)  # past the budget, plus the scoring it would still need
+    assert -0.2 <= over < 1000, stale
     assert "1000 ms" in stale["reason"] and "max_age_ms" in stale["reason"]
     line.stop()
 
