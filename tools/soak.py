@@ -50,6 +50,7 @@ from musc_online.transport import TransportSettings, free_port_block
 
 CAMERA = "soak"
 IN_TRANSIT_S = 5.0  # frames lost in the kill were sent at most this long before or after it (see the docstring)
+MEMORY_JUDGED_AFTER_S = 120  # a daemon's life before its memory curve says anything about leaks
 MALFORMED_KINDS = ("bad_json", "bad_payload", "wrong_line", "bad_field", "duplicate_frame_id")
 
 
@@ -65,9 +66,6 @@ def broken(kind: str, good: np.ndarray, frame_id: str, previous_id: str) -> list
     if kind == "bad_field":
         return [parts[0].replace(b'"encoding":"jpeg"', b'"encoding":"jpeg","shape":[1,2]'), parts[1]]
     return encode_frame(good, line=LINE, camera=CAMERA, frame_id=previous_id, encoding="jpeg")
-
-
-MEMORY_JUDGED_AFTER_S = 120  # a daemon's life before its memory curve says anything about leaks
 
 
 class Watcher:
@@ -102,11 +100,12 @@ class Watcher:
 
     def growth_percent(self, start: float = 0.25) -> list[float]:
         """Per daemon process that lived ``MEMORY_JUDGED_AFTER_S`` or longer: resident memory at the end of its
-        life over that at ``start`` of it, in % above 100 (medians of a tenth of the samples each, one a second)."""
+        life over that at ``start`` of it, in % above 100 (medians of a tenth of the samples each)."""
         growth = []
         for pid in dict.fromkeys(p for _, p, _ in self.memory):
-            rss = [kib for _, p, kib in self.memory if p == pid]
-            if len(rss) >= MEMORY_JUDGED_AFTER_S:
+            life = [(when, kib) for when, p, kib in self.memory if p == pid]
+            if life[-1][0] - life[0][0] >= MEMORY_JUDGED_AFTER_S:
+                rss = [kib for _, kib in life]
                 first = int(start * len(rss))
                 warm = float(np.median(rss[first : first + max(2, len(rss) // 10)]))
                 late = float(np.median(rss[-max(2, len(rss) // 10) :]))
