@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,8 @@ import typer
 from daemon.cli.common import load_or_exit
 from daemon.config import default_toml
 from daemon.observability import configure_logging
+
+log = logging.getLogger("musc.daemon")
 
 app = typer.Typer(
     help="musc-daemon: the live inspection service of a line.", no_args_is_help=True, add_completion=False
@@ -34,6 +37,8 @@ def start(
     """
     settings = load_or_exit(line, config)
     configure_logging(line, log_level, log_json)
+    if settings.ignored_env:
+        log.warning("ignoring MUSC_ variables that are not settings: %s", ", ".join(settings.ignored_env))
     from daemon.service import LineDaemon, StartError
 
     try:

@@ -138,7 +138,7 @@ def test_unknown_keys_and_variables_are_refused_by_name(tmp_path):
     in_lines.write_text("[lines.7.online]\nwindw = 16\n")
     refused("unknown key 'online.windw'", "[lines.7]", config_file=in_lines)
     refused("MUSC_ONLINE__WINDW", env={"MUSC_ONLINE__WINDW": "32"})
-    refused("MUSC_WINDOW", env={"MUSC_WINDOW": "32"})
+    refused("MUSC_ONLIN__WINDOW", "sections: paths, transport", env={"MUSC_ONLIN__WINDOW": "32"})
     refused("does not exist", config_file=tmp_path / "missing.toml")
 
 
@@ -166,6 +166,16 @@ def test_bad_values_in_a_file_are_refused_naming_key_and_source(tmp_path, text, 
     refused(*phrases, f"file {config_file}", config_file=config_file)
 
 
+def test_musc_variables_that_are_not_settings_are_ignored_and_shown(tmp_path):
+    """Only MUSC_<SECTION>__<KEY> names settings; others (Kubernetes service links, MUSC_TORCH_SPEC) are left alone."""
+    env = {"MUSC_REVIEW_PORT": "tcp://10.0.0.1:8080", "MUSC_TORCH_SPEC": "torch", "MUSC_ONLINE__WINDOW": "32"}
+    config = load(env=env, config_dir=tmp_path)
+    assert config.online.window == 32
+    assert config.ignored_env == ("MUSC_REVIEW_PORT", "MUSC_TORCH_SPEC")
+    assert "# ignored, not MUSC_<SECTION>__<KEY> settings: MUSC_REVIEW_PORT, MUSC_TORCH_SPEC" in config.show()
+    assert config.as_dict()["ignored_env"] == ["MUSC_REVIEW_PORT", "MUSC_TORCH_SPEC"]
+
+
 def test_bad_values_in_the_environment_name_the_variable():
     message = 'transport.base_port = "abc" (from env MUSC_TRANSPORT__BASE_PORT): must be an integer'
     refused(message, env={"MUSC_TRANSPORT__BASE_PORT": "abc"})
@@ -179,7 +189,9 @@ def test_show_is_toml_that_names_each_non_default_source(tmp_path):
     text = config.show()
     assert "window = 32  # env MUSC_ONLINE__WINDOW" in text
     assert '# frames_endpoint = "tcp://127.0.0.1:5580"' in text
-    assert tomllib.loads(text) == {k: v for k, v in config.as_dict().items() if k not in ("line", "derived", "sources")}
+    assert tomllib.loads(text) == {
+        k: v for k, v in config.as_dict().items() if k not in ("line", "derived", "sources", "ignored_env")
+    }
 
 
 def test_config_show_command(monkeypatch):

@@ -131,7 +131,8 @@ def test_plant_env_example_names_real_settings(tmp_path):
         if match:
             variables[match[1]] = match[2]
     assert "MUSC_STORE__URL" in variables and "MUSC_PATHS__DATA_DIR" in variables
-    config = load_config(LINE, None, env=variables, config_dir=tmp_path)  # an unknown MUSC_ name is refused
+    config = load_config(LINE, None, env=variables, config_dir=tmp_path)  # an unknown MUSC_X__Y is refused
+    assert not config.ignored_env, f"not MUSC_<SECTION>__<KEY> settings: {config.ignored_env}"
     assert config.store_url.startswith("postgresql+psycopg://")
     assert str(config.line_dir) == f"/var/lib/musc-online/lines/line-{LINE}"
 
