@@ -22,6 +22,7 @@ from musc_online.transport import (
     bind_daemon,
     bind_frames,
     generate_keys,
+    is_loopback,
     recv_parts,
     send_parts,
     start_authenticator,
@@ -186,64 +187,112 @@ def test_control_call_times_out_naming_the_endpoint_then_recovers(ctx: Context, 
 
 @pytest.fixture
 def keys(tmp_path: Path) -> dict[str, Path]:
-    """A daemon key pair, an allowed client's and an intruder's, and a folder holding the allowed public key."""
+    """A daemon key pair, an operator's, a camera's and an intruder's, and the role folders of public keys."""
     server_public, server_secret = generate_keys(tmp_path / "daemon", "daemon")
-    _, allowed_secret = generate_keys(tmp_path / "clients", "allowed")
-    _, intruder_secret = generate_keys(tmp_path / "clients", "intruder")
-    (tmp_path / "allowed").mkdir()
-    shutil.copy(tmp_path / "clients" / "allowed.key", tmp_path / "allowed")
+    for name in ("operator", "camera", "intruder"):
+        generate_keys(tmp_path / "clients", name)
+    for role in ("operator", "camera"):
+        (tmp_path / f"{role}s").mkdir()
+        shutil.copy(tmp_path / "clients" / f"{role}.key", tmp_path / f"{role}s")
     assert server_secret.stat().st_mode & 0o777 == 0o600
     return {
         "server_public": server_public,
         "server_secret": server_secret,
-        "allowed_secret": allowed_secret,
-        "intruder_secret": intruder_secret,
-        "allowed_dir": tmp_path / "allowed",
+        **{name: tmp_path / "clients" / f"{name}.key_secret" for name in ("operator", "camera", "intruder")},
+        "operators": tmp_path / "operators",
+        "cameras": tmp_path / "cameras",
     }
 
 
-def test_curve_lets_listed_clients_in_and_keeps_everyone_else_out(ctx: Context, keys: dict[str, Path]) -> None:
-    curve = CurveServerKeys(secret_file=keys["server_secret"], allowed_clients_dir=keys["allowed_dir"])
-    sockets = bind_daemon(ctx, TransportSettings(frames_port=0, decisions_port=0, control_port=0, curve=curve))
+def _curve(keys: dict[str, Path], host: str = "127.0.0.1") -> TransportSettings:
+    curve = CurveServerKeys(
+        keys["server_secret"], operator_clients_dir=keys["operators"], camera_clients_dir=keys["cameras"]
+    )
+    return TransportSettings(host=host, frames_port=0, decisions_port=0, control_port=0, curve=curve)
+
+
+def _client(keys: dict[str, Path], name: str) -> CurveClientKeys:
+    return CurveClientKeys(keys[name], keys["server_public"])
+
+
+def test_curve_lets_listed_clients_push_frames_and_keeps_everyone_else_out(ctx: Context, keys: dict[str, Path]) -> None:
+    sockets = bind_daemon(ctx, _curve(keys))
     try:
         senders = {
-            "allowed": CurveClientKeys(keys["allowed_secret"], keys["server_public"]),
-            "intruder": CurveClientKeys(keys["intruder_secret"], keys["server_public"]),
-            "plain": None,
+            name: FrameSender(sockets.settings, line=1, keys=_client(keys, name), ctx=ctx)
+            for name in ("operator", "camera", "intruder")
         }
-        for camera, client_keys in senders.items():
-            senders[camera] = FrameSender(sockets.settings, line=1, keys=client_keys, ctx=ctx)
-            senders[camera].send(IMAGE, camera, "f1", encoding="raw")
+        senders["plain"] = FrameSender(sockets.settings, line=1, ctx=ctx)
+        for camera, sender in senders.items():
+            sender.send(IMAGE, camera, "f1", encoding="raw")
         first = recv_parts(sockets.frames, 5000)  # the CURVE handshake and ZAP check come first
         cameras = [decode_frame(parts)[0].camera for parts in [first, *_collect(sockets.frames, 0.5)]]
-        assert cameras == ["allowed"]
+        assert sorted(cameras) == ["camera", "operator"]
         for sender in senders.values():
             sender.close(linger_ms=0)  # the refused ones still hold their frame
     finally:
         sockets.close(linger_ms=0)
 
 
+def test_a_camera_key_gets_no_answer_from_control_and_an_operator_key_does(ctx: Context, keys: dict[str, Path]) -> None:
+    sockets = bind_daemon(ctx, _curve(keys))
+    server = _serve_control(sockets.control, 1)
+    try:
+        for name in ("camera", "intruder"):  # refused at the handshake: the request never reaches the daemon
+            with (
+                ControlClient(sockets.settings, keys=_client(keys, name), ctx=ctx) as client,
+                pytest.raises(TimeoutError),
+            ):
+                client.call("shutdown", timeout_ms=1000)
+        with ControlClient(sockets.settings, keys=_client(keys, "operator"), ctx=ctx) as client:
+            assert client.call("shutdown", timeout_ms=5000)["result"]["command"] == "shutdown"
+        server.join(timeout=5)
+        # Both roles follow decisions.
+        subscribers = [
+            DecisionSubscriber(sockets.settings, 1, keys=_client(keys, n), ctx=ctx) for n in ("camera", "operator")
+        ]
+        heard = [False, False]
+        deadline = time.monotonic() + 5
+        while not all(heard) and time.monotonic() < deadline:
+            send_parts(sockets.decisions, decision_message(1, {"probe": True}))
+            heard = [h or s.receive(timeout_ms=20) is not None for h, s in zip(heard, subscribers, strict=True)]
+        assert heard == [True, True]
+        for subscriber in subscribers:
+            subscriber.close()
+    finally:
+        sockets.close(linger_ms=0)
+
+
+def test_sockets_off_loopback_need_curve_keys(ctx: Context, keys: dict[str, Path]) -> None:
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert is_loopback("[::1]") and not is_loopback("")  # a bracketed IPv6 host; "" binds every interface
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.7") and not is_loopback("line3.plant")
+    for host in ("0.0.0.0", "::"):
+        with pytest.raises(TransportError, match=f"refusing to bind the line's sockets to {host} without CURVE keys"):
+            bind_daemon(ctx, TransportSettings(host=host, frames_port=0, decisions_port=0, control_port=0))
+        with pytest.raises(TransportError, match="without CURVE keys"):
+            bind_frames(ctx, TransportSettings(host=host, frames_port=0))
+    sockets = bind_daemon(ctx, _curve(keys, host="0.0.0.0"))  # with keys it may
+    sockets.close(linger_ms=0)
+
+
 def test_curve_refuses_to_run_open(ctx: Context, keys: dict[str, Path], tmp_path: Path) -> None:
-    curve = CurveServerKeys(secret_file=keys["server_secret"], allowed_clients_dir=keys["allowed_dir"])
-    settings = TransportSettings(frames_port=0, curve=curve)
+    settings = _curve(keys)
     with pytest.raises(TransportError, match="no ZAP authenticator"):
         bind_frames(ctx, settings)
-    missing = TransportSettings(curve=CurveServerKeys(keys["server_secret"], tmp_path / "nowhere"))
-    with pytest.raises(TransportError, match="nowhere does not exist"):
+    missing = TransportSettings(curve=CurveServerKeys(keys["server_secret"], keys["operators"], tmp_path / "nowhere"))
+    with pytest.raises(TransportError, match=r"camera clients folder \S*nowhere does not exist"):
         start_authenticator(ctx, missing)
-    public_only = TransportSettings(frames_port=0, curve=CurveServerKeys(keys["server_public"], keys["allowed_dir"]))
-    authenticator = start_authenticator(ctx, public_only)
-    try:
-        with pytest.raises(TransportError, match="holds no secret key"):
-            bind_frames(ctx, public_only, authenticator)
-    finally:
-        authenticator.stop()
+    public_only = TransportSettings(frames_port=0, curve=CurveServerKeys(keys["server_public"], keys["operators"]))
+    with pytest.raises(TransportError, match="holds no secret key"):
+        start_authenticator(ctx, public_only)
 
 
 def test_only_transport_imports_zmq_and_nothing_unpickles() -> None:
     package = Path(musc_online.__file__).parent
-    for name in ("protocol.py", "transport.py", "client.py"):
-        tree = ast.parse((package / name).read_text())
+    sources = {path.relative_to(package).as_posix(): path for path in package.rglob("*.py")}
+    for name, path in sources.items():
+        tree = ast.parse(path.read_text())
         imported = {
             alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
         }
@@ -251,8 +300,12 @@ def test_only_transport_imports_zmq_and_nothing_unpickles() -> None:
             node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
         }
         called = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
-        assert ("zmq" in imported) == (name == "transport.py"), name
-        assert not imported & {"pickle", "marshal", "shelve"} and not called & {"recv_pyobj", "recv_serialized"}, name
+        zmq_allowed = name in ("transport/curve.py", "transport/sockets.py")
+        assert "zmq" not in imported or zmq_allowed, name
+        if name in ("protocol.py", "client.py") or name.startswith("transport/"):
+            assert not imported & {"pickle", "marshal", "shelve"} and not called & {"recv_pyobj", "recv_serialized"}, (
+                name
+            )
 
 
 def test_the_examples_in_docs_protocol_run(daemon: DaemonSockets, tmp_path: Path, monkeypatch, capsys) -> None:

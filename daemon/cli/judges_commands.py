@@ -20,7 +20,11 @@ ACTIONS = {"list": None, "add": "folder", "remove": "id", "export": "file", "imp
 
 def judges_command(
     action: Annotated[
-        str, typer.Argument(help="list, add DIR, remove ID, export FILE, import FILE, or banks (those in the store).")
+        str,
+        typer.Argument(
+            help="list, add DIR, remove ID, export FILE, import FILE, or banks (those in the store). FILE lies in the "
+            "line's exports/ folder (<data_dir>/line-<N>/exports) or [paths] export_dir; the line refuses any other."
+        ),
     ],
     target: Annotated[str | None, typer.Argument(help="The folder, judge id or file the action needs.")] = None,
     store_name: Annotated[

@@ -4,6 +4,11 @@ Commands: ``status``, ``pause`` and ``resume`` (scoring holds; frames keep being
 late if held past their budget), ``apply_corrections``, ``snapshot``, ``reload_judges``, ``judges`` (list,
 add, remove, export, import), ``band`` (show, set, recalibrate) and ``shutdown``. Slow work (reading
 images, extracting features, writing files) happens outside the scorer's lock.
+
+Judge bank files are written and read only inside the line's exchange folders (``exchange_folders``: its own
+``exports/`` and ``[paths] export_dir``): a control request cannot make the daemon overwrite its store or any
+other file, nor parse a file from elsewhere. Paths are resolved first, so ``..`` and symbolic links that lead
+out are refused too. ``add`` and ``reload_judges`` only read images, from any folder the daemon may read.
 """
 
 from __future__ import annotations
@@ -35,6 +40,26 @@ from musc_online.transport import Socket, recv_parts, send_parts
 log = logging.getLogger("musc.daemon.control")
 
 POLL_MS = 100
+EXPORTS = "exports"  # the line's own exchange folder for judge bank files, under its data folder
+
+
+def exchange_folders(line_dir: Path, export_dir: Path | None) -> tuple[Path, ...]:
+    """The folders judge bank files may be exported to and imported from: ``<line_dir>/exports`` and, if set,
+    the configured ``export_dir``."""
+    return (line_dir / EXPORTS, *([export_dir] if export_dir else []))
+
+
+def inside(path: str | Path, folders: tuple[Path, ...], what: str) -> Path:
+    """``path`` resolved (``..`` and symbolic links followed) when it lies inside one of ``folders``; else
+    ValueError naming it and the folders allowed."""
+    resolved = Path(path).resolve()
+    if any(resolved.is_relative_to(folder.resolve()) for folder in folders):
+        return resolved
+    allowed = " or ".join(str(folder.resolve()) for folder in folders)
+    raise ValueError(
+        f"{what}: {path} is outside the folders this line exchanges files through ({allowed}); set [paths] "
+        "export_dir to allow another folder"
+    )
 
 
 class Control:
@@ -51,6 +76,7 @@ class Control:
         snapshot: Callable[[], Path],
         status: Callable[[], dict],
         judges_dir: Path | None,
+        exchange: tuple[Path, ...],
         frames: Handoff[Accepted],
         stopping: threading.Event,
     ) -> None:
@@ -63,6 +89,7 @@ class Control:
         self.snapshot = snapshot
         self.status = status
         self.judges_dir = judges_dir
+        self.exchange = exchange
         self.frames = frames
         self.stopping = stopping
 
@@ -144,14 +171,16 @@ class Control:
                 data = judges_archive(contents)
                 self.store.save_judge_bank(args["store_name"], self.line, count, self.scorer.fingerprint, data)
                 return {"exported": count, "store_name": args["store_name"]}
-            write_judges(contents, args["file"])
-            return {"exported": count, "file": args["file"]}
+            path = inside(args["file"], self.exchange, "judges export")
+            write_judges(contents, path)
+            return {"exported": count, "file": str(path)}
         if action == "import":
             if "store_name" in args:
                 saved = self.store.judge_bank(args["store_name"])
                 incoming = judges_from_archive(saved.data, f"judge bank {saved.name!r} in the store", self.scorer)
             else:
-                incoming = read_judges(args["file"], self.scorer.fingerprint, self.scorer.device)
+                path = inside(args["file"], self.exchange, "judges import")
+                incoming = read_judges(path, self.scorer.fingerprint, self.scorer.device)
             with self.lock:
                 added = add_imported_judges(self.scorer, incoming)
             for judge_id in added:

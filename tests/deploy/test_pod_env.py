@@ -20,7 +20,7 @@ import pytest
 
 from daemon.config import load_config
 from musc_online.client import ControlClient
-from musc_online.transport import TransportSettings, free_port_block
+from musc_online.transport import CurveClientKeys, TransportSettings, free_port_block, generate_keys
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install PyYAML)")
 
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 LINE = 3
 CLUSTER_IP = "10.96.12.34"
+KEYS = "/etc/musc-online-keys"  # where line-3.yaml mounts the CURVE key Secrets that plant.toml names
 
 
 def manifests() -> list[dict]:
@@ -80,12 +81,23 @@ def container_env(workload: str) -> dict[str, str]:
     return {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
 
 
-def plant_toml(folder: Path) -> Path:
-    """The config map's plant.toml, as the pods mount it."""
+def plant_toml(folder: Path, keys: Path | None = None) -> Path:
+    """The config map's plant.toml, as the pods mount it (with the key Secrets mounted at ``keys`` if given)."""
     (document,) = [item for item in manifests() if item["kind"] == "ConfigMap"]
     path = folder / "plant.toml"
-    path.write_text(document["data"]["plant.toml"])
+    path.write_text(document["data"]["plant.toml"].replace(KEYS, str(keys or KEYS)))
     return path
+
+
+def pod_keys(folder: Path) -> CurveClientKeys:
+    """The key Secrets of the line's pod, made in ``folder`` as docs/deploy.md makes them: the line's key pair and
+    the pod's operator key (``line/``), operators' and cameras' public keys; returns the pod's operator identity."""
+    server_public, _ = generate_keys(folder / "line", "server")
+    operator_public, operator_secret = generate_keys(folder / "line", "operator")
+    (folder / "operators").mkdir()
+    (folder / "cameras").mkdir()
+    (folder / "operators" / operator_public.name).write_bytes(operator_public.read_bytes())
+    return CurveClientKeys(operator_secret, server_public)
 
 
 def test_the_shipped_services_give_pods_musc_variables():
@@ -124,7 +136,8 @@ def test_every_pod_turns_service_links_off():
 def test_a_line_daemon_starts_with_a_pod_environment(tmp_path):
     """The real ``musc-daemon start --line 3 --config plant.toml`` with the kubelet's variables and the line pod's
     ``env``; only what cannot be here is replaced: the store (SQLite), the data folder, the GPU (CPU), the pod's
-    IP (loopback, free ports) and the backbone (a tiny test one)."""
+    IP (loopback, free ports), the backbone (a tiny test one) and the key Secrets (made here, as the docs say)."""
+    operator = pod_keys(tmp_path / "keys")
     base_port = free_port_block(LINE)
     env = {
         **os.environ,
@@ -143,10 +156,14 @@ def test_a_line_daemon_starts_with_a_pod_environment(tmp_path):
     log_path = tmp_path / "daemon.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [*command, "--config", str(plant_toml(tmp_path))], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            [*command, "--config", str(plant_toml(tmp_path, tmp_path / "keys"))],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
     try:
-        status = _first_status(process, TransportSettings.for_line(LINE, base_port), log_path)
+        status = _first_status(process, TransportSettings.for_line(LINE, base_port), log_path, operator)
         assert status["ok"], status
         assert "ignoring MUSC_ variables that are not settings: MUSC_LINE_3_PORT" in log_path.read_text()
     finally:
@@ -154,10 +171,12 @@ def test_a_line_daemon_starts_with_a_pod_environment(tmp_path):
         assert process.wait(timeout=60) == 0, log_path.read_text()
 
 
-def _first_status(process: subprocess.Popen, settings: TransportSettings, log_path: Path) -> dict:
+def _first_status(
+    process: subprocess.Popen, settings: TransportSettings, log_path: Path, keys: CurveClientKeys
+) -> dict:
     """The daemon's first answer to ``status``, waiting while it starts; its log if it exits or stays silent."""
     deadline = time.monotonic() + 120
-    with ControlClient(settings) as control:
+    with ControlClient(settings, keys=keys) as control:
         while time.monotonic() < deadline:
             assert process.poll() is None, f"daemon exited with {process.returncode}:\n{log_path.read_text()}"
             try:

@@ -218,6 +218,17 @@ def test_line_statefulset_runs_line_3_on_a_gpu_with_its_ports_and_probes(manifes
     (tmp_path / config_path.name).write_text(plant)
     config = load_config(LINE, tmp_path / config_path.name, env=env_of(line, manifests), config_dir=tmp_path)
     assert config.transport.host == "0.0.0.0"  # probes come from the kubelet, not loopback
+
+    # Off loopback only with CURVE keys (the daemon refuses to start without): every key file and folder that
+    # plant.toml names is a Secret volume, mounted read-only and readable by the daemon's group (fsGroup).
+    server, client = config.transport.server_keys(), config.transport.client_keys()
+    assert server is not None and server.camera_clients_dir is not None and client is not None
+    secrets = {volume["name"]: volume["secret"] for volume in pod["volumes"] if "secret" in volume}
+    for path in (server.secret_file, server.operator_clients_dir, server.camera_clients_dir, client.secret_file):
+        (mount,) = [m for m in mounts.values() if path.is_relative_to(m["mountPath"]) and m["name"] in secrets]
+        assert mount["readOnly"] is True, path
+        assert secrets[mount["name"]].get("defaultMode", 0o644) & 0o040, f"{path} is not group-readable"
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
     ports = sorted(port["containerPort"] for port in daemon["ports"])
     assert ports == list(line_ports(LINE)) == [5580, 5581, 5582, 5583]
     assert config.http_port == 5583

@@ -38,8 +38,11 @@ def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monke
     assert json.loads(judges("add", str(good)).stdout) == {"added": 4}
     listing = judges("list")
     assert listing.exit_code == 0 and "seed/part2" in listing.stdout
-    bank = tmp_path / "bank.zip"
+    exports = tmp_path / "lines" / f"line-{LINE}" / "exports"  # bank files stay in the line's exchange folder
+    bank = exports / "bank.zip"
     assert json.loads(judges("export", str(bank)).stdout)["exported"] == 4
+    outside = judges("export", str(tmp_path / "bank.zip"))
+    assert outside.exit_code == 2 and "outside the folders this line exchanges files through" in outside.output
     assert judges("remove", "seed/part2").exit_code == 0
     assert daemon.call("status")["result"]["scorer"]["judges"] == 3
     assert json.loads(judges("import", str(bank)).stdout) == {"imported": 1}
@@ -47,8 +50,8 @@ def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monke
 
     foreign = OnlineScorer(create_backbone("test_random_vit"), OnlineSettings(window=4))
     seed_judges(foreign, [synthetic_product(rng, 64) for _ in range(3)], ["x", "y", "z"])
-    export_judges(foreign, tmp_path / "foreign.zip")
-    refused = judges("import", str(tmp_path / "foreign.zip"))
+    export_judges(foreign, exports / "foreign.zip")
+    refused = judges("import", str(exports / "foreign.zip"))
     assert refused.exit_code == 2
     assert "backbone" in refused.output
     assert daemon.call("status")["result"]["scorer"]["judges"] == 4

@@ -92,3 +92,33 @@ def test_a_judge_bank_moves_to_another_line_through_the_store_and_a_foreign_one_
     assert "judge bank 'widget-v1' in the store was built with other settings" in refused["error"]
     assert "image_size: saved 64, expected 32" in refused["error"]
     foreign.stop()
+
+
+def test_judge_bank_files_stay_inside_the_lines_exchange_folders(tmp_path):
+    good = good_parts(tmp_path / "good", 3, seed=4)
+    shared = tmp_path / "shared"
+    line = InProcessLine(tmp_path / "lines", **{"paths.export_dir": str(shared)})
+    line_dir = tmp_path / "lines" / f"line-{LINE}"
+    exports = line_dir / "exports"
+    line.call("judges", action="add", folder=str(good))
+    exports.mkdir()
+    (exports / "out").symlink_to(tmp_path)  # a link inside that leads out
+    store_db = line_dir / "store.db"
+    before = store_db.read_bytes() if store_db.exists() else None
+    for path in (tmp_path / "bank.zip", exports / ".." / "store.db", exports / "out" / "bank.zip", "/etc/bank.zip"):
+        refused = line.call("judges", action="export", file=str(path))
+        assert not refused["ok"], path
+        assert f"judges export: {path} is outside the folders" in refused["error"]
+        assert str(exports) in refused["error"] and str(shared) in refused["error"]
+    assert not (tmp_path / "bank.zip").exists() and not list(tmp_path.glob("*.zip"))
+    assert before is None or store_db.read_bytes()[:16] == before[:16]  # still the SQLite store, not a zip
+
+    mine = line.call("judges", action="export", file=str(exports / "bank.zip"))["result"]
+    assert mine == {"exported": 3, "file": str(exports / "bank.zip")}
+    assert line.call("judges", action="export", file=str(shared / "v1" / "bank.zip"))["ok"]
+    (tmp_path / "copy.zip").write_bytes((exports / "bank.zip").read_bytes())
+    refused = line.call("judges", action="import", file=str(tmp_path / "copy.zip"))
+    assert not refused["ok"] and f"judges import: {tmp_path / 'copy.zip'} is outside the folders" in refused["error"]
+    line.call("judges", action="remove", id="seed/part1")
+    assert line.call("judges", action="import", file=str(shared / "v1" / "bank.zip"))["result"] == {"imported": 1}
+    line.stop()
