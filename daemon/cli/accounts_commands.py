@@ -3,6 +3,7 @@
 Operators mark and undo on the station, viewers only look. Passwords are prompted twice with hidden input (or
 read from standard input with ``--password-stdin`` for scripts) and only their Argon2id hash is stored.
 Every refusal (a name taken, an account missing, an empty password) exits 2 with one line saying why.
+Failed logins lock an account or a client address out for a while: ``lockouts`` lists them, ``unlock`` lifts one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 
 from daemon.cli.common import ConfigFile, Line, load_or_exit
 from daemon.review.accounts import hash_password
+from daemon.review.throttle import address_key
 from daemon.store import ROLES, Store, StoreError
 
 accounts_app = typer.Typer(
@@ -106,3 +108,35 @@ def password_command(
             raise _fail(f"no account {name!r} (`accounts list` shows them)")
         store.set_password(name, hash_password(_password(password_stdin)))
     typer.echo(f"password of {name} changed")
+
+
+@accounts_app.command("lockouts")
+def lockouts_command(line: Line = 3, config_file: ConfigFile = None) -> None:
+    """List the accounts and client addresses locked out by failed logins, and for how long yet."""
+    with _store(line, config_file) as store:
+        now = time.time()
+        locked = store.lockouts(now)
+    if not locked:
+        typer.echo("no lockouts")
+    for record in locked:
+        left = round((record.locked_until or now) - now)
+        last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.last_at))
+        typer.echo(f"{record.kind:<8} {record.subject:<40} {record.failures} failures, last {last}, {left} s left")
+
+
+@accounts_app.command("unlock")
+def unlock_command(
+    subject: Annotated[str, typer.Argument(help="An account's name or a client address, as `lockouts` shows it.")],
+    line: Line = 3,
+    config_file: ConfigFile = None,
+) -> None:
+    """Lift a lockout (and forget the failed logins) of an account or a client address."""
+    with _store(line, config_file) as store:
+        cleared = [
+            kind
+            for kind, key in (("account", subject), ("address", address_key(subject)))
+            if store.clear_failures(kind, key)
+        ]
+    if not cleared:
+        raise _fail(f"nothing to unlock for {subject!r} (`accounts lockouts` lists what is locked)")
+    typer.echo(f"unlocked {subject} ({', '.join(cleared)})")

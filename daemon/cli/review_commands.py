@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -21,7 +22,8 @@ from daemon.review.terminal import interactive
 from daemon.store import LABELS, Store, StoreError
 
 if TYPE_CHECKING:
-    from daemon.review.web import ConfigLoader, LineQueue
+    from daemon.review.server import Listen
+    from daemon.review.station import ConfigLoader, LineQueue
 
 review_app = typer.Typer(
     help="Review the line's unsure and defect decisions and correct them; the daemon learns from them live.",
@@ -84,6 +86,17 @@ def review(
         str, typer.Option(help="--web: address to bind (loopback by default; any other needs `accounts add`).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="--web: port (0 picks a free one).")] = 0,
+    certfile: Annotated[
+        Path | None, typer.Option(help="--web: serve HTTPS directly with this certificate (PEM; with --keyfile).")
+    ] = None,
+    keyfile: Annotated[Path | None, typer.Option(help="--web: the certificate's private key (PEM).")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="--web: the TLS proxy's addresses (comma-separated, networks allowed) whose X-Forwarded-Proto and "
+            "X-Forwarded-For are believed; none by default."
+        ),
+    ] = None,
     operator: Operator = None,
     label: LabelFilter = None,
     camera: Camera = None,
@@ -107,30 +120,39 @@ def review(
             load = _loader(store, line, label, camera, since, limit)
             interactive(store, config.transport_settings(), line, name, load)
             return
+        from daemon.review.server import Listen
+
         queue = partial(review_queue, store, **_filters(label, camera, since, limit))
-        _serve(store, partial(load_config, config_file=config_file), line, name, host, port, queue)
+        listen = Listen(host, port, certfile, keyfile, forwarded_allow_ips)
+        _serve(store, partial(load_config, config_file=config_file), line, name, listen, queue)
 
 
-def _serve(store: Store, configs: ConfigLoader, line: int, name: str, host: str, port: int, queue: LineQueue) -> None:
-    """Run the review station until Ctrl-C; exit 2 with the reason when it may not or cannot start."""
+def _serve(store: Store, configs: ConfigLoader, line: int, name: str, listen: Listen, queue: LineQueue) -> None:
+    """Run the review station until Ctrl-C or SIGTERM; exit 2 with the reason when it may not or cannot start."""
     from daemon.review.accounts import StationRefused
-    from daemon.review.web import make_server
+    from daemon.review.app import station_app
+    from daemon.review.server import bind, make_server
 
     try:
-        server = make_server(store, configs, line, name, host, port, queue)
-    except (StationRefused, OSError) as error:
+        app = station_app(store, configs, line, name, listen.host, queue, behind_proxy=listen.behind_proxy)
+        server = make_server(app, listen)
+        sock = bind(listen)
+    except (StationRefused, OSError, ValueError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    lines = ", ".join(map(str, server.station.line_numbers()))
-    shown = f"[{host}]" if ":" in host else host
-    who = "login required" if server.gate.login_required() else f"no login (loopback, no accounts): marks by {name}"
-    typer.echo(f"review station, lines {lines}: http://{shown}:{server.server_address[1]}/  {who}  (Ctrl-C stops it)")
+    lines = ", ".join(map(str, app.state.station.line_numbers()))
+    shown = f"[{listen.host}]" if ":" in listen.host else listen.host
+    gate = app.state.gate
+    who = "login required" if gate.login_required() else f"no login (loopback, no accounts): marks by {name}"
+    url = f"{listen.scheme}://{shown}:{sock.getsockname()[1]}/"
+    typer.echo(f"review station, lines {lines}: {url}  {who}  (Ctrl-C stops it)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # uvicorn stops, re-raises it: exit 0 like Ctrl-C
     try:
-        server.serve_forever()
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        sock.close()
 
 
 @review_app.command("list")

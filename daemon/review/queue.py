@@ -22,7 +22,7 @@ from musc_online.transport import TransportSettings, accepts_connections
 
 APPLY_TIMEOUT_MS = 3000  # how long `mark` waits for a running daemon to apply a correction
 STATUS_TIMEOUT_MS = 1000  # how long a display waits for the daemon's status
-SCAN_DECISIONS = 2000  # the newest decisions the queue is ordered from
+SCAN_DECISIONS = 2000  # the newest decisions of each label the queue is ordered from (its window)
 _RELATIVE = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -84,7 +84,7 @@ def review_queue(
 
     Beyond the band the order follows the score, so defects come after unsure frames, the borderline ones first.
     """
-    corrected = {c.frame_id for c in store.corrections(line) if c.undoes is None and c.undone_at is None}
+    corrected = store.corrected_frame_ids(line)
     decisions = store.recent_decisions(line, labels=labels, camera=camera, since=since, limit=SCAN_DECISIONS)
     newest: dict[str, DecisionRecord] = {}
     for decision in decisions:  # newest first: a frame id a camera resent counts once, by its newest decision

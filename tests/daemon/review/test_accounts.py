@@ -1,24 +1,17 @@
-"""Review station accounts: Argon2 hashing, sessions and their expiry, CSRF tokens, logins against the store,
-and the ``musc-online accounts`` commands (on SQLite and on PostgreSQL)."""
+"""Review station accounts: Argon2 hashing, sessions in the store and their expiry, CSRF tokens, logins against
+the store, throttling and lockouts, and the ``musc-online accounts`` commands (on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
-import time
+import hashlib
 
 import pytest
 from typer.testing import CliRunner
 
 from daemon.cli.musc_online import app
-from daemon.review.accounts import (
-    Gate,
-    Sessions,
-    StationRefused,
-    cookie_token,
-    hash_password,
-    is_loopback,
-    session_cookie,
-    verify_password,
-)
+from daemon.review.accounts import Gate, StationRefused, hash_password, verify_password
+from daemon.review.sessions import Session, SessionBook, session_cookie
+from daemon.review.throttle import Limits, Throttle, address_key
 from daemon.store import Store
 
 from ..conftest import LINE
@@ -27,7 +20,7 @@ runner = CliRunner()
 
 
 class Clock:
-    """A monotonic clock the test moves by hand."""
+    """A wall clock the test moves by hand."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -48,26 +41,34 @@ def test_passwords_are_hashed_with_argon2id_and_only_the_right_one_verifies():
         hash_password("")
 
 
-def test_sessions_have_random_tokens_and_expire_when_idle():
+def test_sessions_live_in_the_store_hashed_have_random_tokens_and_expire_idle_and_absolute(store_url):
     clock = Clock()
-    sessions = Sessions(idle_s=60, clock=clock)
-    first, second = sessions.create("ana", "operator"), sessions.create("ana", "operator")
-    assert len({first.token, second.token, first.csrf, second.csrf}) == 4 and len(first.token) >= 40
-    assert sessions.get(first.token) is first and sessions.get("forged") is None and sessions.get(None) is None
-    clock.now += 50
-    assert sessions.get(first.token) is first  # used: its idle time starts again
-    clock.now += 50
-    assert sessions.get(first.token) is first and sessions.get(second.token) is None  # second idled 100 s
-    clock.now += 61
-    assert sessions.get(first.token) is None and len(sessions) == 0
-    third = sessions.create("bo", "viewer")
-    sessions.end(third.token)
-    assert sessions.get(third.token) is None
+    with Store.open(store_url) as store:
+        store.add_account("ana", "operator", hash_password("s3cret"))
+        store.add_account("bo", "viewer", hash_password("look"))
+        sessions = SessionBook(store, idle_s=600, absolute_s=1000, clock=clock)
+        first, second = sessions.create("ana", "operator"), sessions.create("ana", "operator")
+        assert len({first.token, second.token, first.csrf, second.csrf}) == 4 and len(first.token) >= 40
+        assert sessions.get(first.token) == first and sessions.get("forged") is None and sessions.get(None) is None
+        assert store.live_session(first.token, 0, 0) is None  # the store knows the token's hash only
+        assert store.live_session(hashlib.sha256(first.token.encode()).hexdigest(), 0, 0) is not None
+
+        again = SessionBook(store, idle_s=600, absolute_s=1000, clock=clock)  # the station restarted
+        assert again.get(first.token) == first
+        clock.now += 500
+        assert sessions.get(first.token) == first  # used: its idle time starts again
+        clock.now += 500
+        assert sessions.get(first.token) == first and sessions.get(second.token) is None  # second idled 1000 s
+        clock.now += 1
+        assert sessions.get(first.token) is None  # used a minute ago, but made over 1000 s ago
+        third = sessions.create("bo", "viewer")
+        assert store.sessions_of("ana") == 0  # the expired ones went when the new one came
+        sessions.end(third.token)
+        assert sessions.get(third.token) is None
 
 
 def test_a_write_needs_the_sessions_own_csrf_token():
-    sessions = Sessions()
-    mine, other = sessions.create("ana", "operator"), sessions.create("bo", "operator")
+    mine, other = Session("t1" * 20, "ana", "operator"), Session("t2" * 20, "bo", "operator")
     assert mine.csrf_matches(mine.csrf)
     assert not mine.csrf_matches(None)
     assert not mine.csrf_matches("")
@@ -76,53 +77,80 @@ def test_a_write_needs_the_sessions_own_csrf_token():
     assert not mine.csrf_matches(mine.token)
 
 
-def test_the_session_cookie_is_http_only_same_site_strict_and_read_back():
-    cookie = session_cookie("abc")
+def test_the_session_cookie_is_http_only_same_site_strict_and_secure_over_https():
+    cookie = session_cookie("abc", secure=False)
     assert cookie.startswith("musc_session=abc;")
-    assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= {part.strip() for part in cookie.split(";")}
-    assert "Max-Age=0" in session_cookie("", expire=True)
-    assert cookie_token("theme=dark; musc_session=abc") == "abc"
-    assert cookie_token(None) is None and cookie_token("theme=dark") is None
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("", False)],
-)
-def test_only_loopback_addresses_count_as_local(host, loopback):
-    assert is_loopback(host) is loopback
-    assert not is_loopback("station.example")
+    parts = {part.strip() for part in cookie.split(";")}
+    assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= parts and "Secure" not in parts
+    assert "Secure" in {part.strip() for part in session_cookie("abc", secure=True).split(";")}
+    assert "Max-Age=0" in session_cookie("", secure=False, expire=True)
 
 
 def test_logins_against_the_store_and_sessions_that_end_with_their_account(store_url):
     with Store.open(store_url) as store:
-        gate = Gate(store, "127.0.0.1", "local", login_delay_s=0.2)
+        gate = Gate(store, "127.0.0.1", "local")
         assert not gate.login_required()
         open_session = gate.open_session()
+        assert open_session is gate.open_session()  # one local session, never one per request
         assert gate.session(open_session.token) is open_session and open_session.may_correct
 
         store.add_account("ana", "operator", hash_password("s3cret"))
         store.add_account("vic", "viewer", hash_password("look"))
-        assert gate.login_required()
+        assert gate.login_required() and gate.open_session() is None
         assert gate.session(open_session.token) is None  # an account exists now: the open session is void
 
-        started = time.monotonic()
-        assert gate.login("ana", "wrong") is None
-        assert gate.login("nobody", "s3cret") is None
-        assert gate.login("", "") is None
-        assert time.monotonic() - started >= 3 * 0.2  # every failure waits the fixed delay
-        ana = gate.login("ana", "s3cret")
+        for name, password in (("ana", "wrong"), ("nobody", "s3cret"), ("", "")):
+            assert gate.login(name, password, "127.0.0.1").session is None
+        ana = gate.login("ana", "s3cret", "127.0.0.1").session
         assert ana is not None and ana.name == "ana" and ana.may_correct
-        vic = gate.login("vic", "look")
+        vic = gate.login("vic", "look", "127.0.0.1").session
         assert vic is not None and not vic.may_correct
-        assert gate.session(ana.token) is ana
+        assert gate.session(ana.token) == ana
+        store.add_account("vic2", "viewer", hash_password("look"))
 
         store.set_password("ana", hash_password("new one"))
         assert gate.session(ana.token) is None  # a changed password ends the account's sessions
-        assert gate.login("ana", "s3cret") is None
-        assert gate.login("ana", "new one") is not None
+        assert gate.login("ana", "s3cret", "127.0.0.1").session is None
+        assert gate.login("ana", "new one", "127.0.0.1").session is not None
         store.remove_account("vic")
-        assert gate.session(vic.token) is None  # so does removing the account
+        assert gate.session(vic.token) is None and store.sessions_of("vic") == 0  # so does removing the account
+
+
+def test_failed_logins_lock_out_the_account_and_the_address_until_the_lock_ends_or_is_lifted(store_url):
+    clock = Clock()
+    limits = Limits(per_account=3, per_address=5, window_s=60, lock_s=300)
+    with Store.open(store_url) as store:
+        store.add_account("ana", "operator", hash_password("s3cret"))
+        store.add_account("bo", "operator", hash_password("b0"))
+        gate = Gate(store, "127.0.0.1", "local", throttle=Throttle(store, limits, clock))
+        for _ in range(2):
+            assert gate.login("ana", "wrong", "10.0.0.1") == gate.login("ana", "wrong", "10.0.0.2") is not None
+        refused = gate.login("ana", "s3cret", "10.0.0.3")  # the right password, but the account is locked
+        assert refused.session is None and refused.locked == ("account ana", 300)
+        assert gate.login("bo", "b0", "10.0.0.1").session is not None  # another account from those addresses
+
+        for _ in range(3):  # 2 + 3 failures from 10.0.0.1: its fifth locks the address, for every account
+            gate.login(f"nobody-{_}", "x", "10.0.0.1")
+        assert gate.login("bo", "b0", "10.0.0.1").locked == ("address 10.0.0.1", 300)
+        assert gate.login("bo", "b0", "10.0.0.9").session is not None
+        assert {(r.kind, r.subject) for r in store.lockouts(clock.now)} == {("account", "ana"), ("address", "10.0.0.1")}
+        assert store.lockout("account", "nobody-0").failures == 1  # unknown names count too: no oracle of names
+
+        clock.now += 301
+        assert store.lockouts(clock.now) == []
+        assert gate.login("ana", "s3cret", "10.0.0.1").session is not None  # the locks ended
+        gate.login("ana", "wrong", "10.0.0.4")
+        assert store.lockout("account", "ana").failures == 1  # a right password forgot the earlier failures
+        for _ in range(3):
+            gate.login("ana", "wrong", "10.0.0.4")
+        assert gate.login("ana", "s3cret", "10.0.0.5").locked is not None
+        assert store.clear_failures("account", "ana")  # what `accounts unlock ana` does
+        assert gate.login("ana", "s3cret", "10.0.0.5").session is not None
+
+
+def test_ipv6_clients_count_by_their_64_network():
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert address_key("::ffff:10.0.0.1") == "10.0.0.1" and address_key("10.0.0.1") == "10.0.0.1"
 
 
 def test_the_station_refuses_an_address_beyond_loopback_without_accounts(store_url):
@@ -189,3 +217,23 @@ def test_the_accounts_commands_refuse_clearly_and_change_nothing(line_store, arg
     with Store.open(line_store) as store:
         assert [a.name for a in store.accounts()] == ["ana"]
         assert verify_password(store.account("ana").password_hash, "s3cret")
+
+
+def test_the_accounts_commands_list_and_lift_lockouts(line_store):
+    assert accounts("add", "ana", "--role", "operator", "--password-stdin", stdin="s3cret\n").exit_code == 0
+    assert accounts("lockouts").output.strip() == "no lockouts"
+    with Store.open(line_store) as store:
+        Throttle(store, Limits(per_account=1, per_address=1)).failed("ana", "10.0.0.7")
+    listed = accounts("lockouts")
+    assert listed.exit_code == 0
+    assert [line.split()[:3] for line in listed.output.splitlines()] == [
+        ["account", "ana", "1"],
+        ["address", "10.0.0.7", "1"],
+    ]
+    assert accounts("unlock", "ana").exit_code == 0
+    assert [line.split()[1] for line in accounts("lockouts").output.splitlines()] == ["10.0.0.7"]
+    unlocked = accounts("unlock", "10.0.0.7")
+    assert unlocked.exit_code == 0 and "unlocked 10.0.0.7 (address)" in unlocked.output
+    assert accounts("lockouts").output.strip() == "no lockouts"
+    refused = accounts("unlock", "nobody")
+    assert refused.exit_code == 2 and "nothing to unlock for 'nobody'" in refused.output

@@ -1,5 +1,6 @@
-"""The plant's review station end to end: headless Chromium (driven by selenium) on the station's page, two real
-line daemons (lines 3 and 4) sharing one store, and a correction that reaches line 4 through the store alone.
+"""The plant's review station end to end: headless Chromium (driven by selenium) on the station's page served over
+HTTPS by a real TLS proxy (nginx on loopback, self-signed), two real line daemons (lines 3 and 4) sharing one
+store, and a correction that reaches line 4 through the store alone.
 
 The station's config for the lines points at ports nobody listens on, as for lines on other hosts: the store is
 the only link between the station and the daemons. On PostgreSQL (TEST_POSTGRES_URL) both daemons share one
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,9 @@ import pytest
 
 from daemon.config import load_config
 from daemon.review.accounts import hash_password
+from daemon.review.app import station_app
 from daemon.review.queue import review_queue
-from daemon.review.web import make_server
+from daemon.review.server import Listen, serving_in_thread
 from daemon.store import CorrectionRecord, Store
 from musc_online.client import ControlClient, FrameSender
 from musc_online.synthetic import synthetic_product
@@ -32,6 +35,7 @@ from musc_online.transport import TransportSettings
 
 from ..conftest import _STARTED, DaemonProcess
 from .test_web import free_base
+from .tls import needs_nginx, nginx
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402 - only once selenium is there
@@ -49,6 +53,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--window-size=1280,900",
+    "--ignore-certificate-errors",  # the TLS proxy's certificate is the test's own, self-signed
 ]
 LINES = (3, 4)
 FRAMES = 6  # per line: with no judges yet, every decision is unsure (provisional), so all wait for review
@@ -56,6 +61,7 @@ SHARED = {"MUSC_STORE__POLL_S": "0.2", "MUSC_STORE__REPORT_EVERY_S": "1"}
 
 pytestmark = [
     pytest.mark.slow,
+    needs_nginx,
     pytest.mark.skipif(
         not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
         reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
@@ -149,13 +155,40 @@ def lines(store_url, tmp_path) -> Iterator[tuple[Store, dict[int, LineProcess]]]
 
 @pytest.fixture
 def station(lines, tmp_path) -> Iterator[str]:
-    """The review station on a loopback port; its line configs point at ports nobody listens on (other hosts)."""
+    """The review station on a loopback port behind nginx (TLS), which it trusts for X-Forwarded-Proto/-For; its
+    line configs point at ports nobody listens on (other hosts). The proxy's ``https://`` base."""
     store, daemons = lines
     env = {"MUSC_PATHS__DATA_DIR": str(daemons[3].data_dir), "MUSC_TRANSPORT__BASE_PORT": str(free_base(*LINES))}
-    server = make_server(store, partial(load_config, env=env), 3, "nobody", login_delay_s=0.2)
+    app = station_app(store, partial(load_config, env=env), 3, "nobody", login_delay_s=0.2, behind_proxy=True)
+    with (
+        serving_in_thread(app, Listen(forwarded_allow_ips="127.0.0.1")) as plain,
+        nginx(tmp_path / "nginx", plain) as base,
+    ):
+        yield base
+
+
+EVIL_PAGE = """<!doctype html><title>waiting</title><script>
+const station = location.hash.slice(1);
+const mark = JSON.stringify({ line: 3, frame_id: "l3-0", verdict: "ok" });
+Promise.allSettled([
+  fetch(station + "/api/mark", { method: "POST", mode: "no-cors", credentials: "include",
+    headers: { "Content-Type": "text/plain" }, body: mark }),
+  fetch(station + "/api/mark", { method: "POST", credentials: "include",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": "guessed" }, body: mark }),
+]).then((results) => { document.title = "sent: " + results.map((r) => r.status).join(", "); });
+</script>"""
+
+
+@pytest.fixture
+def evil_site(tmp_path) -> Iterator[str]:
+    """Another origin (plain HTTP on another loopback port) whose page tries to mark a frame on the station."""
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "index.html").write_text(EVIL_PAGE)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
     server.shutdown()
     server.server_close()
     thread.join()
@@ -207,7 +240,9 @@ class Page:
         ActionChains(self.driver).send_keys(key).perform()
 
 
-def test_an_operator_logs_in_picks_line_4_marks_a_frame_and_line_4_applies_it_then_the_undo(lines, station, browser):
+def test_an_operator_logs_in_picks_line_4_marks_a_frame_and_line_4_applies_it_then_the_undo(
+    lines, station, browser, evil_site
+):
     store, daemons = lines
     page = Page(browser)
     browser.get(station + "/")
@@ -217,6 +252,9 @@ def test_an_operator_logs_in_picks_line_4_marks_a_frame_and_line_4_applies_it_th
     browser.find_element(By.ID, "login-submit").click()
     wait_for(lambda: page.visible("main"), "the station after the login")
     assert page.text("who") == "olga (operator)"
+    assert station.startswith("https://") and browser.current_url.startswith("https://")
+    cookie = browser.get_cookie("musc_session")
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
 
     wait_for(lambda: sorted(set(page.all("#queue li", "data-line"))) == ["3", "4"], "both lines' frames in the queue")
     wait_for(lambda: "4" in page.all("#line-filter option", "value"), "line 4 in the filter")
@@ -249,3 +287,11 @@ def test_an_operator_logs_in_picks_line_4_marks_a_frame_and_line_4_applies_it_th
     status = page.text
     wait_for(lambda: "undone" in status("status") and "applied by line 4" in status("status"), "the page to say so", 5)
     assert page.text("frame") == frame_id  # the frame is back in the queue, selected
+
+    # The same logged-in browser opens another site's page, which posts a mark to the station: nothing lands.
+    browser.get(f"{evil_site}#{station}")
+    wait_for(lambda: browser.title.startswith("sent"), "the other site's page to send its requests", timeout_s=10)
+    assert browser.title == "sent: fulfilled, rejected"  # the simple post reached the station; the JSON one not
+    browser.get(station + "/")
+    wait_for(lambda: page.visible("main") and page.text("who") == "olga (operator)", "the station, still logged in")
+    assert correction_of(store, 3, "l3-0") is None and store.corrections(3) == []

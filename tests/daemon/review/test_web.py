@@ -1,12 +1,18 @@
-"""The review station's JSON API over real HTTP (urllib): every line of the store, pictures, marking and undoing,
-logins and roles, and the refusals, on SQLite and on PostgreSQL. The browser is driven in test_station_browser.py.
+"""The review station's JSON API over real HTTP (urllib, a real uvicorn server on loopback): every line of the
+store, pictures, marking and undoing, logins and roles, and the refusals, on SQLite and on PostgreSQL. The browser
+is driven in test_station_browser.py, the attacks in test_attacks.py.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
+import select
 import socket
-import threading
+import ssl
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,14 +31,18 @@ from typer.testing import CliRunner
 from daemon.cli.musc_online import app
 from daemon.config import load_config
 from daemon.review.accounts import StationRefused, hash_password
-from daemon.review.web import ConfigLoader, ReviewServer, make_server
+from daemon.review.app import station_app
+from daemon.review.server import Listen, serving_in_thread
+from daemon.review.station import ConfigLoader
 from daemon.store import Store
 from musc_online.transport import line_ports
 
 from ..conftest import LINE, free_port_block
 from .test_queue import decide
+from .tls import needs_openssl, self_signed
 
 OTHER = 4  # the second line of the plant
+REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 
@@ -97,17 +107,16 @@ def plant(store_url, tmp_path) -> Iterator[Plant]:
 
 
 @contextmanager
-def station(plant: Plant, host: str = "127.0.0.1", **options: Any) -> Iterator[str]:
-    """A review station on a free port of ``host``, serving in a thread; its base URL."""
-    server: ReviewServer = make_server(plant.store, plant.configs, LINE, "ana", host=host, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def station(plant: Plant, host: str = "127.0.0.1", listen: Listen | None = None, **options: Any) -> Iterator[str]:
+    """A review station (uvicorn) on a free port of ``host``, serving in a thread; its base URL on 127.0.0.1."""
+    listen = listen or Listen(host)
+    app = station_app(plant.store, plant.configs, LINE, "ana", host=host, behind_proxy=listen.behind_proxy, **options)
+    with serving_in_thread(app, listen) as base:
+        scheme, _, rest = base.partition("://")
+        yield f"{scheme}://127.0.0.1:{rest.rsplit(':', 1)[1]}"
+
+
+UNVERIFIED = ssl._create_unverified_context()  # the tests' self-signed certificates
 
 
 def strict(constant: str) -> None:
@@ -121,6 +130,7 @@ class Client:
         self.base = base
         self.token: str | None = None
         self.csrf: str | None = None
+        self.extra: dict[str, str] = {}  # headers on every call
 
     def call(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
         sent = {"Content-Type": "application/json"} if body is not None else {}
@@ -128,10 +138,11 @@ class Client:
             sent["X-CSRF-Token"] = self.csrf
         if self.token:
             sent["Cookie"] = f"musc_session={self.token}"
-        sent.update(headers or {})
+        sent.update({**self.extra, **(headers or {})})
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         try:
-            with urllib.request.urlopen(urllib.request.Request(self.base + path, data, sent), timeout=30) as reply:
+            request = urllib.request.Request(self.base + path, data, sent)
+            with urllib.request.urlopen(request, timeout=30, context=UNVERIFIED) as reply:
                 status, payload, answer = reply.status, reply.read(), reply.headers
         except urllib.error.HTTPError as error:
             status, payload, answer = error.code, error.read(), error.headers
@@ -330,7 +341,7 @@ def test_the_open_station_asks_for_a_login_once_an_account_exists(plant):
 
 def test_beyond_loopback_the_station_starts_only_with_accounts(plant, monkeypatch):
     with pytest.raises(StationRefused, match="musc-online accounts add NAME --role operator"):
-        make_server(plant.store, plant.configs, LINE, "ana", host="0.0.0.0")
+        station_app(plant.store, plant.configs, LINE, "ana", host="0.0.0.0")
     for key, value in plant.env.items():
         monkeypatch.setenv(key, value)
     refused = runner.invoke(app, ["review", "--web", "--host", "0.0.0.0", "--line", str(LINE)])
@@ -342,3 +353,131 @@ def test_beyond_loopback_the_station_starts_only_with_accounts(plant, monkeypatc
         client = Client(base)
         assert client.call("/api/queue")[0] == 401
         assert client.login("olga", "s3cret") == 200 and client.call("/api/queue")[0] == 200
+
+
+def test_the_open_station_keeps_one_local_session_and_mints_none_per_request(plant):
+    with station(plant) as base:
+        cookies = {Client(base).call("/api/me")[2]["Set-Cookie"].split(";")[0] for _ in range(5)}
+        assert len(cookies) == 1  # five anonymous browsers, one session: nothing grows per request
+        plant.store.add_account("olga", "operator", hash_password("s3cret"))
+        assert Client(base).call("/api/lines")[0] == 401  # and none at all once a login is needed
+        assert plant.store.sessions_of("olga") == 0
+
+
+def test_sessions_survive_a_station_restart_and_end_with_their_account(plant):
+    plant.store.add_account("olga", "operator", hash_password("s3cret"))
+    olga = None
+    with station(plant) as base:
+        olga = Client(base)
+        assert olga.login("olga", "s3cret") == 200
+    with station(plant) as base:  # a new station process on the same store
+        olga.base = base
+        assert olga.me()["name"] == "olga" and olga.call("/api/mark", MARK)[0] == 200
+        plant.store.set_password("olga", hash_password("n3w"))  # `accounts password olga` from anywhere
+        assert olga.call("/api/me")[0] == 401 and plant.store.sessions_of("olga") == 0
+
+
+def test_forwarded_headers_are_believed_only_from_the_trusted_proxy(plant):
+    plant.store.add_account("olga", "operator", hash_password("s3cret"))
+    spoofed = {"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Proto": "https"}
+    with station(plant, login_delay_s=0) as base:  # no --forwarded-allow-ips: nobody is a proxy
+        client = Client(base)
+        client.extra = spoofed
+        assert client.login("olga", "wrong") == 401
+        assert plant.store.lockout("address", "127.0.0.1").failures == 1  # the real address counted
+        assert plant.store.lockout("address", "10.1.2.3") is None
+        status, _, headers = client.call("/api/login", {"name": "olga", "password": "s3cret"})
+        assert status == 200 and "Secure" not in headers["Set-Cookie"]  # plain HTTP, whatever the header says
+    with station(plant, login_delay_s=0, listen=Listen(forwarded_allow_ips="127.0.0.1")) as base:
+        client = Client(base)
+        client.extra = spoofed | {"Origin": "https://" + base.removeprefix("http://")}
+        status, me, headers = client.call("/api/login", {"name": "olga", "password": "s3cret"})
+        assert status == 200 and "Secure" in headers["Set-Cookie"]  # the proxy says the page is HTTPS
+        client.csrf = me["csrf"]
+        assert client.call("/api/mark", MARK)[0] == 200
+        assert client.call("/api/me", headers={"Host": "review.plant"})[0] == 200  # the proxy's public name
+    plant.store.remove_account("olga")
+    with pytest.raises(StationRefused, match=r"127\.0\.0\.1 behind a proxy needs accounts"):
+        station_app(plant.store, plant.configs, LINE, "ana", behind_proxy=True)  # a proxy serves it to others
+
+
+def test_errors_answer_json_with_their_status(plant):
+    with station(plant) as base:
+        client = Client(base)
+        client.me()
+        plant.pictures["first"].unlink()  # the picture was removed after the decision
+        for path, body, headers, status in [
+            (f"/api/image?line={LINE}&frame=first", None, None, 404),
+            ("/api/mark", b'{"line": 3, "frame', None, 400),
+            ("/api/mark", None, None, 405),
+            ("/api/nothing", None, None, 404),
+            ("/api/mark", b"{}", {"Content-Length": "x"}, 400),
+        ]:
+            answer, value, headers_back = client.call(path, body, headers)
+            assert answer == status and headers_back.get_content_type() == "application/json", (path, value)
+            assert isinstance(value["error"], str) and headers_back["Cache-Control"] == "no-store"
+
+
+def test_a_fault_inside_the_station_is_a_json_500_not_a_dropped_connection(plant):
+    def broken(line: int) -> list:
+        raise RuntimeError("a bug")
+
+    with station(plant, queue=broken) as base:
+        status, value, headers = Client(base).call("/api/queue")
+        assert status == 500 and "RuntimeError" in value["error"] and headers["X-Frame-Options"] == "DENY"
+        assert Client(base).call("/api/lines")[0] == 200  # and it goes on serving
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_store_that_goes_down_is_a_503_with_json_and_the_station_recovers(plant, store_url):
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    database = make_url(store_url).database
+    admin = create_engine(os.environ["TEST_POSTGRES_URL"], isolation_level="AUTOCOMMIT")
+    with station(plant) as base, admin.connect() as conn:
+        client = Client(base)
+        assert client.call("/api/lines")[0] == 200
+        conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+        others = "SELECT pid FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM ({others}) AS s"), {"name": database})
+        try:
+            for path in ("/api/lines", "/api/queue", "/api/me"):
+                status, value, _ = client.call(path)
+                assert status == 503 and "the store did not answer" in value["error"], (path, value)
+        finally:
+            conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        assert any(client.call("/api/lines")[0] == 200 for _ in range(3))  # a dead pooled connection may go first
+    admin.dispose()
+
+
+@needs_openssl
+def test_direct_tls_with_certfile_and_keyfile_serves_https_and_secure_cookies(plant, tmp_path, monkeypatch):
+    cert, key = self_signed(tmp_path / "tls")
+    plant.store.add_account("olga", "operator", hash_password("s3cret"))
+    for key_name, value in plant.env.items():
+        monkeypatch.setenv(key_name, value)
+    half = runner.invoke(app, ["review", "--web", "--line", str(LINE), "--certfile", str(cert)])
+    assert half.exit_code == 2 and "needs both --certfile and --keyfile" in half.output
+
+    command = [sys.executable, "-m", "daemon.cli.musc_online", "review", "--web", "--line", str(LINE), "--port", "0"]
+    command += ["--certfile", str(cert), "--keyfile", str(key)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        assert select.select([process.stdout], [], [], 60)[0], "the station printed nothing within 60 s"
+        started = process.stdout.readline()
+        found = re.search(r"(https://127\.0\.0\.1:\d+)/", started)
+        assert found, started
+        client = Client(found.group(1))
+        status, me, headers = client.call("/api/login", {"name": "olga", "password": "s3cret"})
+        assert status == 200 and "Secure" in {part.strip() for part in headers["Set-Cookie"].split(";")}
+        client.csrf = me["csrf"]
+        assert client.call("/api/mark", MARK, {"Origin": found.group(1)})[0] == 200
+        with pytest.raises((OSError, http.client.HTTPException)):  # no plain HTTP on the TLS port
+            urllib.request.urlopen(found.group(1).replace("https://", "http://") + "/api/me", timeout=10)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stdout.close()
