@@ -25,6 +25,8 @@ from musc_online.online.decision import Decision
 
 log = logging.getLogger("musc.daemon")
 
+SHED_LOG_PERIOD_S = 10.0  # a full records queue sheds every entry: say so this often, with how many
+
 
 @dataclass(frozen=True)
 class PictureJob:
@@ -33,6 +35,11 @@ class PictureJob:
     seq: int
     decision: Decision
     image: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels the job holds: what the picture queue's byte bound counts."""
+        return self.image.nbytes
 
 
 def _finite(value: float) -> float | None:
@@ -57,6 +64,8 @@ class Answers:
         self.pictures = pictures
         self.writer = writer
         self.metrics = metrics
+        self._shed = 0  # entries shed since the last log line about it
+        self._shed_logged = -SHED_LOG_PERIOD_S  # monotonic time of that line
 
     def refuse(self, refused: Refused) -> None:
         """Answer a frame the daemon will not score."""
@@ -107,7 +116,7 @@ class Answers:
         )
         if not self.writer.keeps(decision.label):
             self.record(NewPicture(item.received.seq, None))
-        elif not self.pictures.put(PictureJob(item.received.seq, decision, item.image)):
+        elif not self.pictures.put(PictureJob(item.received.seq, decision, item.review)):
             self.metrics.artifacts_shed.inc()
             self.record(NewPicture(item.received.seq, None))
 
@@ -116,10 +125,20 @@ class Answers:
             self.metrics.errors("publish").inc()
 
     def record(self, entry: FrameEntry) -> None:
-        """Queue one entry for the store (a receipt, an outcome or a picture path)."""
-        if not self.records.put(entry):
-            log.error("the store is %d entries behind: %s is not recorded", self.records.capacity, entry)
-            self.metrics.errors("store").inc()
+        """Queue one entry for the store (a receipt, an outcome or a picture path); one that finds the queue full
+        is shed and counted, and logged at most every ``SHED_LOG_PERIOD_S`` with how many went since."""
+        if self.records.put(entry):
+            return
+        self.metrics.errors("store").inc()
+        self._shed += 1
+        if time.monotonic() - self._shed_logged >= SHED_LOG_PERIOD_S:
+            log.error(
+                "the store is %d entries behind: %d entries not recorded since the last report (latest: %s)",
+                self.records.capacity,
+                self._shed,
+                entry,
+            )
+            self._shed, self._shed_logged = 0, time.monotonic()
 
 
 def _payload(item: Accepted, decision: Decision, latency_s: float) -> dict:

@@ -5,6 +5,10 @@ before its outcome) and leave in groups: one transaction per group keeps SQLite 
 the scoring path. A group that fails is retried, then written entry by entry so that one bad entry cannot hold
 up the rest; an entry that still fails is logged and counted, and a frame it leaves pending is refused as
 interrupted at the next start.
+
+An outcome whose receipt never reached the store (shed by a full records queue, or lost with a failed write) is
+set aside before its group is written, counted and logged once: it cannot be recorded, and it must not make the
+group it came in fail, which would turn every later write into retries and single-entry transactions.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from daemon.service.handoff import Handoff
-from daemon.store import FrameEntry, NewPicture, NewRefusal, Store
+from daemon.store import FrameEntry, NewFrame, NewPicture, NewRefusal, Store
 
 log = logging.getLogger("musc.daemon.recorder")
 
@@ -50,11 +54,31 @@ class Recorder:
         while not self.entries.finished:
             group, _ = self.entries.take(GROUP, 0.1)
             if group:
-                self._write([e for e in group if not (isinstance(e, NewPicture) and e.path is None)])
+                self._write(self._recordable(group))
                 for entry in group:
                     if isinstance(entry, NewRefusal | NewPicture):
                         self.keys.pop(entry.seq, None)
                 self.entries.done(len(group))
+
+    def _recordable(self, group: list[FrameEntry]) -> list[FrameEntry]:
+        """The group's entries worth writing: receipts, and outcomes of frames whose receipt the store has or gets
+        in this group; pictures that were not kept are nothing to write."""
+        received = {entry.seq for entry in group if isinstance(entry, NewFrame)}
+        kept: list[FrameEntry] = []
+        orphans: list[FrameEntry] = []
+        for entry in group:
+            if isinstance(entry, NewPicture) and entry.path is None:
+                continue
+            known = isinstance(entry, NewFrame) or entry.seq in received or entry.seq in self.keys
+            (kept if known else orphans).append(entry)
+        if orphans:
+            log.error(
+                "%d outcome(s) of frames whose receipt never reached the store are not recorded (first: %s)",
+                len(orphans),
+                orphans[0],
+            )
+            self.count_error("store")
+        return kept
 
     def _write(self, group: list[FrameEntry]) -> None:
         for attempt in range(RETRIES):

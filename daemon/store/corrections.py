@@ -78,6 +78,7 @@ class CorrectionQueries(Database):
 
     @staticmethod
     def _require_decided(session: Session, line: int, frame_id: str) -> None:
+        """NotFoundError unless the line decided this frame id; says where else it was seen (index on frame_id)."""
         seen = session.execute(select(FrameRow.line, FrameRow.status).where(FrameRow.frame_id == frame_id)).all()
         if any(seen_line == line and status == "decided" for seen_line, status in seen):
             return
@@ -130,6 +131,14 @@ class CorrectionQueries(Database):
     def pending_corrections(self, line: int) -> list[CorrectionRecord]:
         """Corrections (and undo records) the daemon has not applied yet and nobody undid, oldest first."""
         return self._corrections(*pending_where(line))
+
+    def corrected_frame_ids(self, line: int) -> set[str]:
+        """The frame ids of the line with an active correction (read from the index that keeps them unique)."""
+        query = select(CorrectionRow.frame_id).where(
+            CorrectionRow.line == line, CorrectionRow.undone_at.is_(None), CorrectionRow.undoes.is_(None)
+        )
+        with self._reads() as session:
+            return set(session.scalars(query))
 
     def corrections(self, line: int) -> list[CorrectionRecord]:
         """Every correction and undo record of a line, oldest first."""

@@ -20,7 +20,7 @@ from daemon.store.records import (
     check_choice,
     record_from,
 )
-from daemon.store.schema import AccountRow, JudgeBankRow, LineRow
+from daemon.store.schema import AccountRow, JudgeBankRow, LineRow, ReviewSessionRow
 
 
 class PlantQueries(Database):
@@ -51,15 +51,16 @@ class PlantQueries(Database):
             session.add(AccountRow(name=name, role=role, password_hash=password_hash, created_at=time.time()))
 
     def set_password(self, name: str, password_hash: str) -> None:
-        """Replace an account's password hash."""
+        """Replace an account's password hash and end the account's sessions."""
         with self._writes.begin() as session:
             row = session.get(AccountRow, name, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no account {name!r}")
             row.password_hash = password_hash
+            session.execute(delete(ReviewSessionRow).where(ReviewSessionRow.name == name))  # logged out everywhere
 
     def remove_account(self, name: str) -> None:
-        """Delete an account (its corrections keep its name)."""
+        """Delete an account and (by the foreign key) its sessions; its corrections keep its name."""
         with self._writes.begin() as session:
             if not session.execute(delete(AccountRow).where(AccountRow.name == name)).rowcount:
                 raise NotFoundError(f"no account {name!r}")

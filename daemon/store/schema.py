@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Connection,
     ForeignKey,
     Index,
     LargeBinary,
     Text,
+    func,
+    insert,
     select,
     text,
     update,
@@ -22,7 +26,7 @@ from sqlalchemy.types import TypeDecorator
 
 from daemon.store.records import FRAME_STATUSES, INTERRUPTED, JUDGE_SOURCES, LABELS, ROLES, VERDICTS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 
 class _JSONText(TypeDecorator[Any]):
@@ -50,6 +54,9 @@ def _unique_while(name: str, condition: str, *columns: str) -> Index:
     return Index(name, *columns, unique=True, sqlite_where=where, postgresql_where=where)
 
 
+PENDING = text("status = 'pending'")  # frames received and not yet answered (a literal: partial indexes match it)
+
+
 class Base(DeclarativeBase):
     """Declarative base of the store's tables (the latest schema; older ones are upgraded to it)."""
 
@@ -61,6 +68,8 @@ class FrameRow(Base):
     __table_args__ = (
         Index("ix_frames_line_frame_id", "line", "frame_id"),
         Index("ix_frames_line_received_at", "line", "received_at"),
+        Index("ix_frames_frame_id", "frame_id"),  # a mark names a frame id alone; on which line is checked after
+        Index("ix_frames_pending", "line", sqlite_where=PENDING, postgresql_where=PENDING),  # crash recovery's few
         _one_of("status", FRAME_STATUSES),
     )
 
@@ -79,7 +88,10 @@ class DecisionRow(Base):
     """The scorer's decision on one frame."""
 
     __tablename__ = "decisions"
-    __table_args__ = (_one_of("label", LABELS),)
+    __table_args__ = (
+        _one_of("label", LABELS),
+        Index("ix_decisions_label_frame", "label", "frame"),  # the review queue: a label's newest, walked backwards
+    )
 
     frame: Mapped[int] = mapped_column(ForeignKey("frames.id"), primary_key=True)
     label: Mapped[str]
@@ -102,6 +114,7 @@ class CorrectionRow(Base):
     __table_args__ = (
         _one_of("verdict", VERDICTS),
         _unique_while("ux_corrections_active", "undone_at IS NULL AND undoes IS NULL", "line", "frame_id"),
+        Index("ix_corrections_line_frame_id", "line", "frame_id"),  # retention keeps every corrected frame
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
@@ -117,6 +130,18 @@ class CorrectionRow(Base):
     undone_at: Mapped[float | None]
     undoes: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"))
     audit: Mapped[dict[str, Any] | None] = mapped_column(_JSONText)
+
+
+class TallyRow(Base):
+    """A line's running count of frames by status, of decisions by label and of refusals by code, since the store
+    began: status reads it instead of counting a year of frames, and retention leaves it alone."""
+
+    __tablename__ = "tallies"
+
+    line: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(primary_key=True)  # "status", "label" or "refusal"
+    key: Mapped[str] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class JudgeRow(Base):
@@ -186,6 +211,32 @@ class JudgeBankRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class ReviewSessionRow(Base):
+    """A review station login: only the SHA-256 of its token is kept, so a copy of the store opens no session."""
+
+    __tablename__ = "review_sessions"
+    __table_args__ = (Index("ix_review_sessions_name", "name"),)
+
+    token_hash: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(ForeignKey("accounts.name", ondelete="CASCADE"))
+    created_at: Mapped[float]
+    last_seen: Mapped[float]
+
+
+class LoginLockoutRow(Base):
+    """Failed review station logins of one account or one client address, and until when it is locked out."""
+
+    __tablename__ = "login_lockouts"
+    __table_args__ = (_one_of("kind", ("account", "address")),)
+
+    kind: Mapped[str] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(primary_key=True)
+    failures: Mapped[int]
+    first_at: Mapped[float]
+    last_at: Mapped[float]
+    locked_until: Mapped[float | None]
+
+
 class SchemaVersionRow(Base):
     """The single row that says which schema version the database is at."""
 
@@ -215,8 +266,43 @@ def _v4_plant(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[LineRow.__table__, AccountRow.__table__, JudgeBankRow.__table__])
 
 
+def _v5_review_sessions(conn: Connection) -> None:
+    """Version 5: the review station's sessions (hashed) and login lockouts, so they outlive a station restart."""
+    Base.metadata.create_all(conn, tables=[ReviewSessionRow.__table__, LoginLockoutRow.__table__])
+
+
+def _v6_tallies(conn: Connection) -> None:
+    """Version 6: running counts per line (filled once from the frames recorded so far); the review queue's and
+    retention's indexes are created at every open (``database.ensure_indexes``)."""
+    TallyRow.__table__.create(conn)
+    statuses = select(FrameRow.line, FrameRow.status, func.count()).group_by(FrameRow.line, FrameRow.status)
+    labels = (
+        select(FrameRow.line, DecisionRow.label, func.count())
+        .join(DecisionRow, DecisionRow.frame == FrameRow.id)
+        .group_by(FrameRow.line, DecisionRow.label)
+    )
+    codes = (
+        select(FrameRow.line, FrameRow.refusal_code, func.count())
+        .where(FrameRow.status == "refused")
+        .group_by(FrameRow.line, FrameRow.refusal_code)
+    )
+    tallies: Counter[tuple[int, str, str]] = Counter()
+    for kind, query in (("status", statuses), ("label", labels), ("refusal", codes)):
+        for line, key, count in conn.execute(query):
+            tallies[line, kind, key or INTERRUPTED] += count  # refusals recorded before codes were: interrupted
+    if tallies:
+        rows = [{"line": line, "kind": kind, "key": key, "count": n} for (line, kind, key), n in tallies.items()]
+        conn.execute(insert(TallyRow), rows)
+
+
 # Forward-only upgrades, keyed by the version each one produces. Version 1 is the first schema.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_sizes_and_audit, 3: _v3_refusal_codes, 4: _v4_plant}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    2: _v2_sizes_and_audit,
+    3: _v3_refusal_codes,
+    4: _v4_plant,
+    5: _v5_review_sessions,
+    6: _v6_tallies,
+}
 
 
 def pending_where(line: int) -> tuple[Any, ...]:
