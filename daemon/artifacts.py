@@ -106,7 +106,8 @@ class ArtifactWriter:
 
     @staticmethod
     def frame_from(path: str | Path) -> np.ndarray:
-        """The frame itself, read back from a picture ``save`` wrote (its left half, pixel for pixel)."""
+        """The frame as its picture keeps it, read back from a picture ``save`` wrote (its left half, pixel for pixel):
+        the frame itself, or in the daemon, for a frame larger than ``pipeline.picture_side``, the frame shrunk."""
         with Image.open(path) as picture:
             pixels = np.asarray(picture.convert("RGB"))
         return np.ascontiguousarray(pixels[:, : pixels.shape[1] // 2])

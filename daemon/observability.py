@@ -1,7 +1,8 @@
 """Watching the daemon: Prometheus metrics, /healthz and /readyz over HTTP, and one-JSON-object-per-line logs.
 
 Metrics use the maintained ``prometheus_client`` with one registry per line daemon, every series labelled
-with the line; the queues between the daemon's threads are read at scrape time (depth and oldest age).
+with the line; the queues between the daemon's threads are read at scrape time (depth, bytes, their bounds
+and oldest age), beside the bounds of the memory its frames may take.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -30,29 +31,54 @@ Check = Callable[[], tuple[bool, str]]  # (healthy or ready, reason) for /health
 QueueReading = tuple[str, int, float]  # (queue name, depth, age of its oldest item in seconds)
 
 
-class _QueueCollector(Collector):
-    """Depth and oldest-item age of every internal queue, read when Prometheus scrapes."""
+class QueueBounds(NamedTuple):
+    """An internal queue's bounds and the bytes it holds (of frames: other queues weigh nothing)."""
 
-    def __init__(self, line: str, read: Callable[[], Iterable[QueueReading]]) -> None:
+    name: str
+    bytes: int
+    capacity: int  # most items
+    max_bytes: int  # most bytes; 0: bounded by count only
+
+
+class _QueueCollector(Collector):
+    """Depth, bytes, bounds and oldest-item age of every internal queue, read when Prometheus scrapes."""
+
+    def __init__(
+        self, line: str, read: Callable[[], Iterable[QueueReading]], bounds: Callable[[], Iterable[QueueBounds]]
+    ) -> None:
         self.line = line
         self.read = read
+        self.bounds = bounds
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("musc_queue_depth", "Items waiting in an internal queue.", labels=["line", "queue"])
-        age = GaugeMetricFamily(
-            "musc_queue_oldest_age_seconds", "Age of the oldest item in an internal queue.", labels=["line", "queue"]
-        )
+        def family(name: str, text: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=["line", "queue"])
+
+        depth = family("musc_queue_depth", "Items waiting in an internal queue.")
+        age = family("musc_queue_oldest_age_seconds", "Age of the oldest item in an internal queue.")
+        held = family("musc_queue_bytes", "Bytes of frames held by an internal queue (queues of frames only).")
+        capacity = family("musc_queue_capacity", "Most items an internal queue holds.")
+        max_bytes = family("musc_queue_capacity_bytes", "Most bytes of frames an internal queue holds.")
         for name, count, oldest in self.read():
             depth.add_metric([self.line, name], count)
             age.add_metric([self.line, name], oldest)
-        yield depth
-        yield age
+        for bound in self.bounds():
+            capacity.add_metric([self.line, bound.name], bound.capacity)
+            if bound.max_bytes:
+                held.add_metric([self.line, bound.name], bound.bytes)
+                max_bytes.add_metric([self.line, bound.name], bound.max_bytes)
+        yield from (depth, age, held, capacity, max_bytes)
 
 
 class DaemonMetrics:
     """The daemon's metric set on its own registry, every series labelled with its ``line``."""
 
-    def __init__(self, line: int, queues: Callable[[], Iterable[QueueReading]] = tuple) -> None:
+    def __init__(
+        self,
+        line: int,
+        queues: Callable[[], Iterable[QueueReading]] = tuple,
+        bounds: Callable[[], Iterable[QueueBounds]] = tuple,
+    ) -> None:
         self.registry = CollectorRegistry()
         name = str(line)
 
@@ -107,7 +133,17 @@ class DaemonMetrics:
         )
         self.window_frames = labelled(Gauge("musc_window_frames", "Frames voting in the window.", ["line"], registry=r))
         self.judges = labelled(Gauge("musc_judges", "Judges in the bank.", ["line"], registry=r))
-        r.register(_QueueCollector(name, queues))
+        self.frame_memory = per(
+            Gauge(
+                "musc_frame_memory_bound_bytes",
+                "Most bytes of frames the line holds, by place (receive_per_camera: ZeroMQ's queue per camera; total: "
+                "all places, one camera), from its settings.",
+                ["line", "part"],
+                registry=r,
+            ),
+            "part",
+        )
+        r.register(_QueueCollector(name, queues, bounds))
         for label in LABELS:
             self.decisions(label)
 

@@ -14,7 +14,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from musc_online.backbones import available_backbones
+from musc_online.backbones import available_backbones, default_settings
 
 Rounding = Literal["ceil", "floor"]
 Check = Callable[[Any], str | None]  # the problem with a value, or None when it is fine
@@ -94,17 +94,33 @@ def odd_positive(value: int) -> str | None:
     return None if value >= 1 and value % 2 == 1 else "must be a positive odd number"
 
 
+def backbone_image_size(backbone: str) -> int | None:
+    """The input size ``backbone`` runs at unless told otherwise, from the registry (no torch); None if unknown."""
+    try:
+        return default_settings(backbone)[0]
+    except ValueError:  # the model settings' own check names the unknown backbone
+        return None
+
+
 # -------------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class ModelSettings:
-    """The backbone that extracts features; empty ``layers`` and ``weights`` mean the backbone's defaults."""
+    """The backbone that extracts features; empty image_size, layers and weights mean the backbone's own.
+
+    ``backbone_image_size`` names a backbone's own size without importing torch.
+    """
 
     backbone: str = knob(
         "efficientnet_lite0",
         "Feature extractor (see `musc-online eval --help` for the list); efficientnet_lite0 runs on a CPU.",
         one_of(*available_backbones()),
     )
-    image_size: int = knob(256, "Square input size in pixels.", at_least(1))
+    image_size: int | None = knob(
+        None,
+        "Square input size in pixels; empty = the backbone's own, as `musc-online eval` uses (ViT-L-14-336 and "
+        "DINOv2: 518, dino_vitb8: 512, efficientnet_lite0: 320); `musc-daemon config show` prints it.",
+        at_least(1),
+    )
     layers: tuple[int, ...] = knob((), "Feature layers; empty = the backbone's default.", each(at_least(0)))
     weights: Path | None = knob(None, "Local weight file; empty = the library cache (nothing is downloaded).")
     device: str = knob(

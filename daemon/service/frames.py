@@ -1,7 +1,9 @@
 """One received message on its way through the daemon: a frame to score, or a refusal with a reason.
 
-Also the age budget: by when each frame must be answered, counted from the camera's timestamp, with a
-guard against cameras whose clocks run ahead of the daemon's.
+Also what is kept of a frame once decoded (the model's input and a picture of bounded size, never the
+original, so queued frames weigh what they will be scored at), and the age budget: by when each frame
+must be answered, counted from the camera's timestamp, with a guard against cameras whose clocks run
+ahead of the daemon's.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from musc_online.protocol import FrameHeader, ProtocolError, decode_frame
 
@@ -30,12 +33,27 @@ class Received:
 
 @dataclass
 class Accepted:
-    """A decoded frame waiting for the scorer, and when its answer is due (epoch seconds)."""
+    """A decoded frame waiting for the scorer, and when its answer is due (epoch seconds).
+
+    Once ingest has kept it (``FrameKeeper``), ``image`` is what the scorer scores, the frame at the model's input,
+    and ``picture`` the frame as its picture shows it; without a ``picture``, ``image`` is the picture too.
+    """
 
     received: Received
     header: FrameHeader
     image: np.ndarray
     deadline: float = math.inf
+    picture: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixels the frame holds: what the scoring queue's byte bound counts."""
+        return self.image.nbytes + (0 if self.picture is None else self.picture.nbytes)
+
+    @property
+    def review(self) -> np.ndarray:
+        """The frame for its picture."""
+        return self.image if self.picture is None else self.picture
 
 
 @dataclass
@@ -80,6 +98,37 @@ def examine(parts: list[bytes], received: Received, line: int, max_pixels: int) 
             header.identity(),
         )
     return Accepted(received, header, image)
+
+
+def picture_of(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` shrunk, aspect kept, so that its longer side is at most ``side`` pixels; itself when no larger."""
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+class FrameKeeper:
+    """What ingest keeps of a decoded frame: the model's input and a picture, never the original.
+
+    ``fit`` is the backbone's own resize to its input (``Backbone.fit``), so the scorer, which resizes what it is
+    given the same way, scores the kept input exactly as it would score the original frame. The picture is the
+    frame at most ``picture_side`` pixels on its longer side: a reviewer's picture, and what a correction of a
+    frame no longer in the scorer's memory is learnt from.
+    """
+
+    def __init__(self, fit: Callable[[np.ndarray], np.ndarray], picture_side: int) -> None:
+        self.fit = fit
+        self.picture_side = picture_side
+
+    def __call__(self, frame: Accepted) -> Accepted:
+        """``frame`` with its original replaced by the input and the picture (its deadline unchanged)."""
+        original = frame.image
+        frame.picture = picture_of(original, self.picture_side)
+        frame.image = self.fit(original)
+        return frame
 
 
 class AgeBudget:

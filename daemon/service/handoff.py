@@ -1,7 +1,9 @@
 """Bounded queues between the daemon's threads: full means refuse (never wait, never drop silently).
 
-Each item may carry a deadline; items past it come out separately so the taker can answer them as late.
-Every queue reports its depth and the age of its oldest item for the metrics.
+A queue is bounded in items and, where its items are frames, in bytes: what the items weigh, so a burst of
+large frames cannot hold more memory than the bound however few they are. Each item may carry a deadline;
+items past it come out separately so the taker can answer them as late. Every queue reports its depth, its
+bytes, its bounds and the age of its oldest item for the metrics and ``status``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from daemon.observability import QueueBounds, QueueReading
+
 T = TypeVar("T")
 
 
@@ -22,16 +26,29 @@ class _Entry(Generic[T]):
     item: T
     queued_at: float  # monotonic
     deadline: float  # epoch seconds
+    weight: int  # bytes
 
 
 class Handoff(Generic[T]):
-    """A FIFO of at most ``capacity`` items; ``close`` lets takers finish what is left, then stop."""
+    """A FIFO of at most ``capacity`` items and, when ``max_bytes`` is set, at most ``max_bytes`` bytes as ``weigh``
+    counts them; ``close`` lets takers finish what is left, then stop.
 
-    def __init__(self, name: str, capacity: int) -> None:
+    An item heavier than ``max_bytes`` on its own still enters an empty queue (it could never enter otherwise), so
+    the queue holds at most ``max(max_bytes, its heaviest item)``.
+    """
+
+    def __init__(
+        self, name: str, capacity: int, max_bytes: int = 0, weigh: Callable[[T], int] = lambda item: 0
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"queue {name} needs room for at least one item, got {capacity}")
+        if max_bytes < 0:
+            raise ValueError(f"queue {name}: max_bytes must be at least 0 (0: bounded by count only), got {max_bytes}")
         self.name = name
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.weigh = weigh
+        self._bytes = 0
         self._entries: deque[_Entry[T]] = deque()
         self._ready = threading.Condition()
         self._closed = False
@@ -40,14 +57,22 @@ class Handoff(Generic[T]):
 
     def put(self, item: T, deadline: float = math.inf, wait_s: float = 0.0) -> bool:
         """Queue ``item``, waiting up to ``wait_s`` for room; False (nothing queued) when full or closed."""
+        weight = self.weigh(item)
         with self._ready:
-            if wait_s > 0 and not self._closed and len(self._entries) >= self.capacity:
-                self._ready.wait_for(lambda: self._closed or len(self._entries) < self.capacity, wait_s)
-            if self._closed or len(self._entries) >= self.capacity:
+            if wait_s > 0 and not self._closed and not self._room(weight):
+                self._ready.wait_for(lambda: self._closed or self._room(weight), wait_s)
+            if self._closed or not self._room(weight):
                 return False
-            self._entries.append(_Entry(item, time.monotonic(), deadline))
+            self._entries.append(_Entry(item, time.monotonic(), deadline, weight))
+            self._bytes += weight
             self._ready.notify_all()
             return True
+
+    def _room(self, weight: int) -> bool:
+        """Whether an item of ``weight`` bytes fits now (call with the lock held)."""
+        if len(self._entries) >= self.capacity:
+            return False
+        return not self.max_bytes or not self._entries or self._bytes + weight <= self.max_bytes
 
     def close(self) -> None:
         """No more puts; takers get what is left, then empty lists."""
@@ -93,21 +118,22 @@ class Handoff(Generic[T]):
             if not self._ready.wait_for(available, timeout_s):
                 return [], []
             batch: list[_Entry[T]] = []
-            expired: list[T] = []
+            expired: list[_Entry[T]] = []
             now = time.time()
             while self._entries and len(batch) < limit:
                 entry = self._entries[0]
                 if entry.deadline < now + cost_s(1):
-                    expired.append(self._entries.popleft().item)
+                    expired.append(self._entries.popleft())
                     continue
                 earliest = min([entry.deadline] + [e.deadline for e in batch])
                 if batch and earliest < now + cost_s(len(batch) + 1):
                     break
                 batch.append(self._entries.popleft())
+            self._bytes -= sum(e.weight for e in batch + expired)
             self._unfinished += len(batch)
             if batch or expired:
                 self._ready.notify_all()  # room for waiting producers
-            return [e.item for e in batch], expired
+            return [e.item for e in batch], [e.item for e in expired]
 
     def done(self, count: int) -> None:
         """The taker has finished ``count`` taken items (see ``settled``)."""
@@ -127,13 +153,25 @@ class Handoff(Generic[T]):
             kept = deque(e for e in self._entries if e.deadline >= cutoff)
             if len(kept) == len(self._entries):
                 return []
-            expired = [e.item for e in self._entries if e.deadline < cutoff]
+            expired = [e for e in self._entries if e.deadline < cutoff]
             self._entries = kept
+            self._bytes -= sum(e.weight for e in expired)
             self._ready.notify_all()
-            return expired
+            return [e.item for e in expired]
 
-    def reading(self) -> tuple[str, int, float]:
+    def reading(self) -> QueueReading:
         """(name, depth, seconds the oldest item has waited) for the metrics."""
         with self._ready:
             oldest = time.monotonic() - self._entries[0].queued_at if self._entries else 0.0
             return self.name, len(self._entries), oldest
+
+    def bounds(self) -> QueueBounds:
+        """The bytes held now and the bounds, for the metrics and ``status``."""
+        with self._ready:
+            return QueueBounds(self.name, self._bytes, self.capacity, self.max_bytes)
+
+    def status(self) -> dict[str, float]:
+        """What ``status`` shows of the queue: depth, oldest item's age, bytes held, and the bounds."""
+        _, depth, oldest = self.reading()
+        _, held, capacity, max_bytes = self.bounds()
+        return {"depth": depth, "oldest_age_s": oldest, "bytes": held, "capacity": capacity, "max_bytes": max_bytes}

@@ -3,10 +3,11 @@
 It never waits on the store. Each message gets a receipt (recorded in the store by the recorder), is
 validated and decoded, gets its deadline from the age budget, and enters the scoring queue, or is refused
 at once: malformed, for another line, already too old (``late``), or behind more queued work than its
-budget leaves time for (``overloaded``). A full queue makes it wait for room only while the frame can still
-be served (backpressure, as without a budget). Between messages it answers queued frames that can no longer
-be scored within their budget, so a late frame is told so within a few tens of milliseconds of its
-deadline, even while the scorer is busy.
+budget leaves time for (``overloaded``). Only the model's input and a bounded picture of a frame enter the
+queue (``FrameKeeper``), never the decoded original, and the queue is bounded in bytes as well as frames.
+A full queue makes it wait for room only while the frame can still be served (backpressure, as without a
+budget). Between messages it answers queued frames that can no longer be scored within their budget, so a
+late frame is told so within a few tens of milliseconds of its deadline, even while the scorer is busy.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 from daemon.observability import DaemonMetrics
 from daemon.service.answers import Answers
-from daemon.service.frames import Accepted, AgeBudget, Received, Refused, examine, identify
+from daemon.service.frames import Accepted, AgeBudget, FrameKeeper, Received, Refused, examine, identify
 from daemon.service.handoff import Handoff
 from daemon.store import NewFrame
 from musc_online.transport import Socket, recv_parts
@@ -38,6 +39,7 @@ class Ingest:
         budget: AgeBudget,
         metrics: DaemonMetrics,
         max_pixels: int,
+        keep: FrameKeeper,
         expected_cost_s: Callable[[int], float],
         stopping: threading.Event,
     ) -> None:
@@ -48,6 +50,7 @@ class Ingest:
         self.budget = budget
         self.metrics = metrics
         self.max_pixels = max_pixels
+        self.keep = keep
         self.expected_cost_s = expected_cost_s
         self.stopping = stopping
         self._numbers = itertools.count(1)
@@ -82,10 +85,12 @@ class Ingest:
         if self.expected_cost_s(ahead + 1) > remaining:
             self.answers.refuse(self._overloaded(result, ahead, remaining))
             return
-        while not self.frames.put(result, result.deadline, wait_s=POLL_S):
+        kept = self.keep(result)
+        while not self.frames.put(kept, kept.deadline, wait_s=POLL_S):
             self.expire()  # a full queue waits for room (backpressure) while the frame can still be served
-            if self.frames.closed or time.time() + self.expected_cost_s(1) > result.deadline:
-                self.answers.refuse(self._overloaded(result, self.frames.capacity, result.deadline - time.time()))
+            if self.frames.closed or time.time() + self.expected_cost_s(1) > kept.deadline:
+                ahead = self.frames.reading()[1]
+                self.answers.refuse(self._overloaded(kept, ahead, kept.deadline - time.time()))
                 return
 
     def _overloaded(self, frame: Accepted, ahead: int, remaining_s: float) -> Refused:

@@ -1,9 +1,10 @@
 """The picture thread: writes each kept decision's frame-and-heatmap PNG and keeps the folder within its limits.
 
 PNG encoding and disk writes are slow and the disk may be slower still, so they happen here, off the
-scoring path; the store learns each picture's path through the recorder. The writer makes room before each
-picture, so the folder never holds more than ``max_files``; it is also pruned every ``PRUNE_PERIOD_S``
-(pictures age out after ``max_age_days``).
+scoring path; the store learns each picture's path through the recorder. Each job's frame is at most
+``pipeline.picture_side`` on its longer side (shrunk at ingest), and the queue is bounded in bytes. The
+writer makes room before each picture, so the folder never holds more than ``max_files``; it is also pruned
+every ``PRUNE_PERIOD_S`` (pictures age out after ``max_age_days``).
 """
 
 from __future__ import annotations

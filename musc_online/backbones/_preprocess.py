@@ -26,6 +26,14 @@ def _check_rgb_uint8(image: object, index: int) -> np.ndarray:
     return image
 
 
+def square_resize(image: np.ndarray, size: int, resample: Image.Resampling, index: int = 0) -> np.ndarray:
+    """One RGB uint8 image (image ``index`` of a batch, for errors) resized to ``size`` x ``size``, aspect not kept.
+
+    An image already ``size`` x ``size`` comes back unchanged (PIL copies it), so squaring twice is squaring once.
+    """
+    return np.asarray(Image.fromarray(_check_rgb_uint8(image, index)).resize((size, size), resample=resample))
+
+
 def square_resize_normalise(
     images: Sequence[np.ndarray],
     size: int,
@@ -39,10 +47,7 @@ def square_resize_normalise(
     """
     if len(images) == 0:
         raise ValueError("expected at least one image")
-    resized = [
-        np.asarray(Image.fromarray(_check_rgb_uint8(image, i)).resize((size, size), resample=resample))
-        for i, image in enumerate(images)
-    ]
+    resized = [square_resize(image, size, resample, i) for i, image in enumerate(images)]
     pixels = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float().div_(255.0)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)

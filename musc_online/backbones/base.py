@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+
+from ._preprocess import square_resize
 
 
 @dataclass
@@ -25,12 +28,22 @@ class BackboneOutput:
 class Backbone(nn.Module):
     """A frozen feature extractor that owns its preprocessing.
 
-    Subclasses set ``name``, ``image_size`` and ``layers`` and implement ``preprocess`` and ``forward``.
+    Subclasses set ``name``, ``image_size``, ``layers`` and ``resample`` (the filter ``preprocess`` squares images
+    with) and implement ``preprocess`` and ``forward``.
     """
 
     name: str
     image_size: int
     layers: tuple[int, ...]
+    resample: Image.Resampling
+
+    def fit(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (RGB uint8, any size) squared to the model's input exactly as ``preprocess`` squares it.
+
+        Preprocessing the result gives the very tensor that preprocessing ``image`` gives, so a caller may keep
+        this ``image_size`` x ``image_size`` copy instead of a large frame and still score it the same.
+        """
+        return square_resize(image, self.image_size, self.resample)
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """Turn RGB uint8 arrays (H, W, 3) of any size into the model's normalised (B, 3, S, S) input."""

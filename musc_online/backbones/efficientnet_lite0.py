@@ -56,6 +56,8 @@ class EfficientNetLite0(Backbone):
     Blocks 2, 3 and 4 have strides 8, 16 and 16 (40, 80 and 112 channels).
     """
 
+    resample = Image.Resampling.BILINEAR
+
     def __init__(self, model: EfficientNet, image_size: int, layers: Sequence[int]) -> None:
         super().__init__()
         self.model = model
@@ -65,7 +67,7 @@ class EfficientNetLite0(Backbone):
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """Square bilinear resize to ``image_size`` and ImageNet mean/std."""
-        return square_resize_normalise(images, self.image_size, IMAGENET_MEAN, IMAGENET_STD, Image.Resampling.BILINEAR)
+        return square_resize_normalise(images, self.image_size, IMAGENET_MEAN, IMAGENET_STD, self.resample)
 
     def forward(self, pixels: torch.Tensor) -> BackboneOutput:
         """Chosen stage outputs (B, C, H, W) and the normalised pooled 1280-d pre-logits."""

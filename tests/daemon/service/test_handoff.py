@@ -1,4 +1,4 @@
-"""The bounded queue between the daemon's threads: full means refuse, deadlines, holds, settling."""
+"""The bounded queue between the daemon's threads: full means refuse (in items or bytes), deadlines, holds, settling."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from daemon.observability import QueueBounds
 from daemon.service.handoff import Handoff
 
 
@@ -68,3 +69,24 @@ def test_settled_waits_for_the_taker_to_finish():
 def test_a_queue_needs_room():
     with pytest.raises(ValueError, match="at least one"):
         Handoff("q", 0)
+    with pytest.raises(ValueError, match="max_bytes must be at least 0"):
+        Handoff("q", 1, max_bytes=-1)
+
+
+def test_a_queue_bounded_in_bytes_refuses_what_would_pass_the_bound_and_counts_what_leaves():
+    queue: Handoff[bytes] = Handoff("frames", 100, max_bytes=10, weigh=len)
+    assert queue.put(b"a" * 6)
+    assert not queue.put(b"b" * 5)  # 11 bytes: over the bound, however few items
+    assert queue.put(b"c" * 4)  # exactly 10
+    assert queue.bounds() == QueueBounds("frames", 10, 100, 10)
+    threading.Timer(0.1, lambda: queue.take(1, 0)).start()
+    assert queue.put(b"d" * 6, wait_s=2.0)  # room made by a take
+    assert queue.bounds().bytes == 10
+    now = time.time()
+    assert queue.put(b"e", deadline=now - 1) is False  # full: 11 bytes
+    assert queue.take(1, 0)[0] == [b"c" * 4] and queue.put(b"e", deadline=now - 1)
+    assert queue.expire() == [b"e"] and queue.bounds().bytes == 6
+    assert queue.take(5, 0) == ([b"d" * 6], []) and queue.bounds().bytes == 0
+    assert queue.put(b"f" * 50)  # heavier than the bound alone: an empty queue still takes it
+    assert not queue.put(b"g")
+    assert queue.reading()[:2] == ("frames", 1)

@@ -1,4 +1,5 @@
-"""Ingest in a running in-process line: every refusal code, the age budget, overload and clock skew."""
+"""Ingest in a running in-process line: every refusal code, the age budget, overload and clock skew; what it keeps
+of a large frame (the model's input, scoring exactly as the original, and a bounded picture)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from musc_online.protocol import FrameHeader, encode_frame
+from daemon.service.frames import Accepted, FrameKeeper, Received
+from musc_online.backbones import create_backbone
+from musc_online.online.scorer import OnlineScorer
+from musc_online.online.settings import OnlineSettings
+from musc_online.protocol import FrameHeader, decode_frame, encode_frame
 
 from ..conftest import LINE
 from ..inprocess import InProcessLine, frame
+from ..large_frames import HEIGHT, WIDTH, large_jpegs
 
 
 @pytest.fixture
@@ -133,3 +139,36 @@ def test_frames_the_line_cannot_serve_in_time_are_refused_and_late_ones_answered
 
 def _with_sent(messages: list[dict], sent_at: float) -> list[dict]:
     return [{**m, "timestamp_sent": sent_at} for m in messages]
+
+
+@pytest.mark.parametrize("backbone_name", ["efficientnet_lite0", "test_random_vit"])  # resized bilinear, bicubic
+def test_a_large_frame_is_kept_at_the_model_input_and_scores_exactly_as_the_whole_frame(backbone_name):
+    backbone = create_backbone(backbone_name)
+    keep = FrameKeeper(backbone.fit, picture_side=1024)
+    settings = OnlineSettings(window=2, judges_per_frame=0, admission="all")
+    whole, kept = OnlineScorer(backbone, settings), OnlineScorer(backbone, settings)
+    for i, payload in enumerate(large_jpegs(4)):
+        header = FrameHeader(line=LINE, camera="cam-x", frame_id=f"f{i}", timestamp=time.time(), encoding="jpeg")
+        _, original = decode_frame([header.to_bytes(), payload], max_pixels=WIDTH * HEIGHT)
+        item = keep(Accepted(Received(i, time.time(), len(payload)), header, original))
+        assert item.image.shape == (backbone.image_size, backbone.image_size, 3)
+        assert item.picture is not None and item.picture.shape == (768, 1024, 3)  # aspect kept, longer side capped
+        assert item.nbytes < original.nbytes / 10
+        [expected] = whole.score_many([original], [f"f{i}"])
+        [got] = kept.score_many([item.image], [f"f{i}"])
+        assert got.label == expected.label
+        np.testing.assert_array_equal([got.score, got.raw_score], [expected.score, expected.raw_score])
+        np.testing.assert_array_equal(got.patch_scores, expected.patch_scores)
+    assert np.isfinite(got.score)  # the last frames were scored against a window: the equality is not of empties
+
+
+def test_the_frames_socket_holds_as_many_messages_as_its_byte_budget_allows(tmp_path):
+    line = InProcessLine(
+        tmp_path / "lines", **{"transport.max_message_bytes": 1 << 20, "pipeline.receive_bytes": 5 << 20}
+    )
+    assert line.daemon.sockets.frames.rcvhwm == 5  # ZeroMQ counts messages: 5 MiB of messages of up to 1 MiB
+    bounds = line.call("status")["result"]["memory_bounds"]
+    assert bounds["receive_per_camera"] == 5 << 20 and bounds["total"] == sum(
+        value for part, value in bounds.items() if part != "total"
+    )
+    line.stop()
