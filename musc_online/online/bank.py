@@ -1,9 +1,13 @@
 """Feature banks for the online scorer: judges (confirmed good frames) and known defects.
 
 Each item has an id, an L2-normalised image-level feature searched by cosine similarity through an exact
-FAISS inner-product index (``IndexIDMap2``: the only copy of the features, so an item can be removed in
-place), and optionally its LNAMD patch features per scoring set, kept stacked on the scoring device so that
-gathering the references for a frame is one ``index_select`` per set.
+FAISS inner-product index (``IndexIDMap2``, so an item can be removed in place; on a CUDA line with faiss GPU
+support a GPU copy answers the searches, see ``faiss_index``), and optionally its LNAMD patch features per
+scoring set. Image and patch features are also kept stacked by row on the bank's device, so that gathering the
+references for a frame is one ``index_select`` per array, with no copy to the host.
+
+A saved bank is ``features.npz`` plus ``meta.json``; the index is rebuilt from the features on load (an
+``index.faiss`` that older versions wrote beside them is ignored: native index bytes are never read).
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from musc_online.atomic import replaced_folder, restored
+from musc_online.backbones import canonical_backbone
 
 from . import faiss_index
 
 FORMAT_VERSION = 1
-INDEX_FILE = "index.faiss"
+INDEX_FILE = "index.faiss"  # written by older versions; ignored when present
 FEATURES_FILE = "features.npz"
 META_FILE = "meta.json"
 _META_KEYS = frozenset({"format_version", "dim", "ids", "labels", "scores", "num_sets", "patch_shapes", "fingerprint"})
@@ -50,15 +55,13 @@ class BankContents:
     meta: dict[str, object]
 
     def write(self, folder: Path) -> None:
-        """Write index.faiss, features.npz and meta.json to ``folder`` atomically, replacing an older save."""
+        """Write features.npz and meta.json to ``folder`` atomically, replacing an older save."""
         folder = Path(folder)
         if folder.exists() and not (folder / META_FILE).is_file() and (not folder.is_dir() or any(folder.iterdir())):
             raise FileExistsError(f"refusing to save a bank over {folder}: it exists and is not a saved bank")
-        index = faiss_index.flat_index(self.arrays["image_features"])  # rows in insertion order, as in features.npz
         with replaced_folder(folder) as staging:
             with open(staging / FEATURES_FILE, "wb") as file:
                 np.savez(file, **self.arrays)
-            faiss_index.write_index(index, staging / INDEX_FILE)
             (staging / META_FILE).write_text(json.dumps(self.meta, indent=1), encoding="utf-8")
 
 
@@ -76,6 +79,8 @@ class FeatureBank:
         self.device = torch.device(device)
         self._patch_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self._index = faiss_index.build_id_index(dim)
+        self._gpu_search: faiss_index.GpuSearch | None = None  # built at a search after the bank last changed
+        self._images = torch.empty((0, dim), dtype=torch.float32, device=self.device)  # by storage row
         self._items: dict[str, _Entry] = {}  # insertion-ordered
         self._by_key: dict[int, str] = {}  # FAISS key -> id
         self._next_key = 0
@@ -135,7 +140,9 @@ class FeatureBank:
         self._reserve(row + 1)
         for store, patch in zip(self._patches, patches, strict=True):
             store[row].copy_(patch)
+        self._images[row] = torch.from_numpy(vector[0])
         self._index.add_with_ids(vector, np.array([key], dtype=np.int64))
+        self._gpu_search = None
         self._next_key += 1
         self._items[item_id] = _Entry(key, row, label, None if score is None else float(score))
         self._by_key[key] = item_id
@@ -148,18 +155,19 @@ class FeatureBank:
         last = len(self) - 1
         if entry.row != last:
             moved = self._row_ids[last]
-            for store in self._patches:
+            for store in (self._images, *self._patches):
                 store[entry.row] = store[last]
             self._row_ids[entry.row] = moved
             self._items[moved].row = entry.row
         self._row_ids.pop()
         del self._items[item_id], self._by_key[entry.key]
+        self._gpu_search = None
 
     def image_features(self, ids: Sequence[str] | None = None) -> torch.Tensor:
-        """(n, D) float32 image features on the bank's device, for ``ids`` in order (default: all, insertion order)."""
-        keys = [self._entry(item_id).key for item_id in (self.ids() if ids is None else ids)]
-        vectors = np.stack([self._index.reconstruct(key) for key in keys]) if keys else np.empty((0, self.dim))
-        return torch.from_numpy(vectors.astype(np.float32)).to(self.device)
+        """(n, D) float32 image features on the bank's device, for ``ids`` in order (default: all, insertion order):
+        one gather, no host copy."""
+        rows = torch.tensor(self._rows(self.ids() if ids is None else ids), dtype=torch.long, device=self.device)
+        return self._images.index_select(0, rows)
 
     def patch_features(self, ids: Sequence[str]) -> list[torch.Tensor]:
         """Per scoring set, the (len(ids), P_s, C_s) patch features of ``ids`` in that order, on the bank's device."""
@@ -175,11 +183,21 @@ class FeatureBank:
         queries = self._unit_rows(query, "query")
         if not len(self):
             return [[] for _ in queries]
-        similarities, keys = self._index.search(queries, min(k, len(self)))
+        similarities, keys = self._searcher().search(queries, min(k, len(self)))
         return [
             [(self._by_key[int(key)], float(s)) for s, key in zip(sims, found, strict=True) if key >= 0]
             for sims, found in zip(similarities, keys, strict=True)
         ]
+
+    def _searcher(self) -> faiss_index.FaissIndex | faiss_index.GpuSearch:
+        """The CPU index, or on a CUDA line with faiss GPU support its GPU copy (rebuilt after changes)."""
+        if not faiss_index.searches_on_gpu(self.device.type):
+            return self._index
+        if self._gpu_search is None:
+            keys = np.array([self._items[item_id].key for item_id in self._row_ids], dtype=np.int64)
+            rows = self._images[: len(self)].cpu().numpy()
+            self._gpu_search = faiss_index.GpuSearch(rows, keys, self.device.index or 0)
+        return self._gpu_search
 
     def contents(self, fingerprint: Mapping[str, object]) -> BankContents:
         """A copy of the bank's items as plain arrays and metadata, in insertion order, ready for ``write``.
@@ -206,7 +224,7 @@ class FeatureBank:
         return BankContents(arrays, meta)
 
     def save(self, folder: Path, fingerprint: Mapping[str, object]) -> None:
-        """Write the bank to ``folder`` (index.faiss, features.npz, meta.json) atomically, replacing an older save."""
+        """Write the bank to ``folder`` (features.npz, meta.json) atomically, replacing an older save."""
         self.contents(fingerprint).write(folder)
 
     @classmethod
@@ -220,7 +238,7 @@ class FeatureBank:
         folder = restored(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"no saved bank at {folder}")
-        for name in (META_FILE, FEATURES_FILE, INDEX_FILE):
+        for name in (META_FILE, FEATURES_FILE):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"saved bank {folder} lacks {name}")
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
@@ -248,18 +266,10 @@ class FeatureBank:
             raise ValueError(
                 f"{folder / FEATURES_FILE} holds arrays of shapes {found_shapes}; meta.json says {expected_shapes}"
             )
-
-        index = faiss_index.read_ip_index(folder / INDEX_FILE)
-        if index.d != dim or index.ntotal != n:
-            raise ValueError(
-                f"{folder / INDEX_FILE} holds {index.ntotal} vectors of dimension {index.d}, "
-                f"but the bank's features are {n} of dimension {dim}"
-            )
-        if n and not np.array_equal(index.reconstruct_n(0, n), image):
-            raise ValueError(f"{folder / INDEX_FILE} does not hold the image features of {FEATURES_FILE}")
         bank = cls(dim, device)
         bank._patch_shapes = shapes
         bank._patches = [torch.from_numpy(p).to(bank.device, bank._patch_dtype) for p in patches]
+        bank._images = torch.from_numpy(image).to(bank.device)
         if n:
             bank._index.add_with_ids(image, np.arange(n, dtype=np.int64))
         bank._next_key = n
@@ -294,16 +304,17 @@ class FeatureBank:
         return np.ascontiguousarray(F.normalize(rows, dim=1).numpy())
 
     def _reserve(self, needed: int) -> None:
-        """Grow the patch stores to hold ``needed`` rows, by half again at least, so adds stay amortised O(1)."""
-        capacity = len(self._patches[0]) if self._patches else needed
+        """Grow the row stores (image and patch features) to hold ``needed`` rows, by half again at least, so adds
+        stay amortised O(1)."""
+        capacity = len(self._images)
         if needed <= capacity:
             return
         capacity = max(needed, capacity + capacity // 2, 16)
         used = len(self)
-        for s, store in enumerate(self._patches):
-            grown = store.new_empty((capacity, *store.shape[1:]))
-            grown[:used] = store[:used]
-            self._patches[s] = grown
+        grown = [store.new_empty((capacity, *store.shape[1:])) for store in (self._images, *self._patches)]
+        for store, old in zip(grown, (self._images, *self._patches), strict=True):
+            store[:used] = old[:used]
+        self._images, *self._patches = grown
 
 
 def _describe(shapes: Sequence[tuple[int, ...]]) -> str:
@@ -316,9 +327,19 @@ def _plain(fingerprint: Mapping[str, object]) -> dict[str, object]:
     return json.loads(json.dumps(dict(fingerprint), sort_keys=True, default=str))
 
 
-def check_fingerprint(what: str, saved: dict[str, object], expected: Mapping[str, object]) -> None:
-    """Raise BankMismatchError naming ``what`` and each key whose saved and expected values differ."""
-    expected = _plain(expected)
+def _renames_resolved(fingerprint: Mapping[str, object]) -> dict[str, object]:
+    """The fingerprint with an old backbone name replaced by the registered one, so that a rename strands nothing."""
+    name = fingerprint.get("backbone")
+    try:
+        return {**fingerprint, "backbone": canonical_backbone(name)} if isinstance(name, str) else dict(fingerprint)
+    except ValueError:  # no backbone of that name, old or new: compared as saved, and reported as differing
+        return dict(fingerprint)
+
+
+def check_fingerprint(what: str, saved: Mapping[str, object], expected: Mapping[str, object]) -> None:
+    """Raise BankMismatchError naming ``what`` and each key whose saved and expected values differ (old backbone
+    names count as their new ones)."""
+    saved, expected = _renames_resolved(saved), _renames_resolved(_plain(expected))
     absent = object()
     differences = [
         f"{key}: saved {_shown(saved, key)}, expected {_shown(expected, key)}"

@@ -1,16 +1,17 @@
-"""FAISS adapter: the one module that imports faiss. Exact inner-product indexes, searched on the CPU.
+"""FAISS adapter: the one module that imports faiss. Exact inner-product indexes, on the CPU or a GPU.
 
 Vectors given to these indexes are expected L2-normalised, so inner product is cosine similarity.
 
-A judge bank holds hundreds to a few thousand image features: an exact search over them on the CPU takes
-microseconds per frame, while FAISS's GPU indexes cannot remove entries (an operator's correction or a pruned
-judge removes one). So banks keep their features in one CPU ``IndexIDMap2`` (the only copy of them) on every
-machine, faiss-gpu installs included; the patch-level scoring still runs on the GPU.
+A bank keeps its searchable features in one CPU ``IndexIDMap2`` (add, remove in place, keyed). On a CUDA line
+whose faiss has GPU support (``pip install 'musc-online[gpu]'``), searches run on a GPU copy instead
+(``GpuSearch``): FAISS's GPU indexes cannot remove entries, so the copy is rebuilt from the bank's rows after
+the bank changes. Which one a process uses is logged once.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
+import logging
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ except ImportError as error:  # faiss-cpu is a dependency, but a broken install 
     ) from error
 
 FaissIndex = Any  # faiss.Index; SWIG classes carry no useful static types
+log = logging.getLogger(__name__)
 
 
 def build_id_index(dim: int) -> FaissIndex:
@@ -30,21 +32,39 @@ def build_id_index(dim: int) -> FaissIndex:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
-def flat_index(vectors: np.ndarray) -> FaissIndex:
-    """An exact inner-product index holding ``vectors`` (float32 rows) in order: the form a bank is saved in."""
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+def gpu_count() -> int:
+    """GPUs this faiss build can use: 0 for faiss-cpu, or for faiss-gpu on a machine without CUDA devices."""
+    return faiss.get_num_gpus() if hasattr(faiss, "StandardGpuResources") else 0
 
 
-def write_index(index: FaissIndex, path: Path) -> None:
-    """Write ``index`` to ``path``."""
-    faiss.write_index(index, str(path))
+@functools.cache
+def searches_on_gpu(device_type: str) -> bool:
+    """Whether banks on a ``device_type`` device search on the GPU; logs the choice once per device type."""
+    on_gpu = device_type == "cuda" and gpu_count() > 0
+    if on_gpu:
+        log.info("judge bank search: on the GPU (faiss %s with %d GPU(s))", faiss.__version__, gpu_count())
+    elif device_type == "cuda":
+        log.info("judge bank search: on the CPU (this faiss has no GPU support: pip install 'musc-online[gpu]')")
+    else:
+        log.info("judge bank search: on the CPU")
+    return on_gpu
 
 
-def read_ip_index(path: Path) -> FaissIndex:
-    """Read an inner-product index written by ``write_index``."""
-    index = faiss.read_index(str(path))
-    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise ValueError(f"{path} is not an inner-product FAISS index (metric type {index.metric_type})")
-    return index
+class GpuSearch:
+    """An exact inner-product GPU index over given vectors, answering with the keys they were given with."""
+
+    _resources: FaissIndex = None  # one StandardGpuResources per process, made on first use
+
+    def __init__(self, vectors: np.ndarray, keys: np.ndarray, device: int = 0) -> None:
+        if GpuSearch._resources is None:
+            GpuSearch._resources = faiss.StandardGpuResources()
+        config = faiss.GpuIndexFlatConfig()
+        config.device = device
+        self._index = faiss.GpuIndexFlatIP(GpuSearch._resources, vectors.shape[1], config)
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self._keys = np.asarray(keys, dtype=np.int64)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``Index.search``: (similarities, keys), -1 keys where fewer than ``k`` vectors exist."""
+        similarities, rows = self._index.search(queries, k)
+        return similarities, np.where(rows >= 0, self._keys[np.maximum(rows, 0)], -1)

@@ -2,8 +2,8 @@
 
 Saving is split in two so that a running line never writes files while it holds its scorer: ``capture``
 copies the state (fast, under the caller's lock), ``ScorerSnapshot.write`` writes it atomically (slow, outside
-it). Everything is plain ``.npz``, FAISS and JSON: no pickles. ``load`` refuses state from another backbone,
-image size, layer set or degree list.
+it). Everything is plain ``.npz`` and JSON: no pickles, no native index bytes. ``load`` refuses state from another
+backbone (an old name of the same backbone counts as it), image size, layer set or degree list.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from musc_online.online.window import RollingWindow
 FORMAT = 2  # 2: two calibrated opinions (judges' own band, known-good pools)
 STATE_FILE = "state.json"
 WINDOW_FILE = "window.npz"
-JUDGE_EXPORT_FILES = {INDEX_FILE, FEATURES_FILE, META_FILE}
+JUDGE_EXPORT_FILES = {INDEX_FILE, FEATURES_FILE, META_FILE}  # older exports also hold INDEX_FILE: ignored
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,7 @@ def load(scorer: OnlineScorer, folder: str | Path) -> dict[str, int]:
     if not state_file.is_file():
         raise FileNotFoundError(f"no scorer state at {folder} ({STATE_FILE} missing)")
     state = json.loads(state_file.read_text())
-    if state["fingerprint"] != scorer.fingerprint:
-        raise ValueError(f"scorer state at {folder} was made with {state['fingerprint']}, not {scorer.fingerprint}")
+    check_fingerprint(f"the scorer state at {folder}", state["fingerprint"], scorer.fingerprint)
     if (folder / "judges").is_dir():
         scorer.judges = FeatureBank.load(folder / "judges", scorer.fingerprint, device=scorer.device)
         scorer.defects = FeatureBank.load(folder / "defects", scorer.fingerprint, device="cpu")
@@ -138,7 +137,7 @@ def load(scorer: OnlineScorer, folder: str | Path) -> dict[str, int]:
 
 
 def export_judges(scorer: OnlineScorer, path: str | Path) -> int:
-    """Write the judge bank to one zip file (FAISS index, features, metadata: no pickles); returns its size."""
+    """Write the judge bank to one zip file (features and metadata: no pickles); returns its size."""
     if scorer.judges is None or len(scorer.judges) == 0:
         raise ValueError("the judge bank is empty: nothing to export")
     write_judges(scorer.judges.contents(scorer.fingerprint), path)

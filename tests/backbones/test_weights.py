@@ -44,6 +44,7 @@ def test_empty_cache_says_how_to_supply_the_weights(empty_hub_cache: Path) -> No
     message = str(error.value)
     for part in ("'my-backbone'", "--weights", "someorg/some-model", "model.safetensors", str(empty_hub_cache)):
         assert part in message
+    assert "musc-online weights fetch my-backbone" in message and "musc-online weights import" in message
 
 
 def test_cached_file_is_found_without_network(empty_hub_cache: Path) -> None:

@@ -1,10 +1,10 @@
-"""The FAISS adapter: exact inner-product search with keys, removal in place, round trip through a file."""
+"""The FAISS adapter: exact inner-product search with keys and removal in place; where searches run (GPU or CPU)."""
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,18 +32,29 @@ def test_id_index_ranks_like_numpy_and_removes_in_place() -> None:
     np.testing.assert_array_equal(index.reconstruct(110), base[10])
 
 
-def test_write_and_read_keep_the_vectors(tmp_path: Path) -> None:
-    base = _unit_rows(np.random.default_rng(1), 10, 8)
-    faiss_index.write_index(faiss_index.flat_index(base), tmp_path / "index.faiss")
-    loaded = faiss_index.read_ip_index(tmp_path / "index.faiss")
-    assert (loaded.d, loaded.ntotal) == (8, 10)
-    np.testing.assert_array_equal(loaded.reconstruct_n(0, 10), base)
+def test_search_place_is_chosen_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    faiss_index.searches_on_gpu.cache_clear()
+    with caplog.at_level(logging.INFO, logger=faiss_index.__name__):
+        on_gpu = [faiss_index.searches_on_gpu("cuda") for _ in range(3)] + [faiss_index.searches_on_gpu("cpu")]
+    assert on_gpu == [faiss_index.gpu_count() > 0] * 3 + [False]
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        "judge bank search: on the GPU" if on_gpu[0] else "judge bank search: on the CPU",
+        "judge bank search: on the CPU",
+    ]
 
 
-def test_read_refuses_an_l2_index(tmp_path: Path) -> None:
-    faiss_index.faiss.write_index(faiss_index.faiss.IndexFlatL2(4), str(tmp_path / "l2.faiss"))
-    with pytest.raises(ValueError, match="not an inner-product"):
-        faiss_index.read_ip_index(tmp_path / "l2.faiss")
+@pytest.mark.gpu
+@pytest.mark.skipif(faiss_index.gpu_count() == 0, reason="needs faiss with GPU support and a CUDA device")
+def test_gpu_search_answers_with_the_given_keys_like_the_cpu_index() -> None:
+    rng = np.random.default_rng(2)
+    base, queries = _unit_rows(rng, 1000, 32), _unit_rows(rng, 8, 32)
+    keys = np.arange(5000, 6000, dtype=np.int64)
+    cpu = faiss_index.build_id_index(32)
+    cpu.add_with_ids(base, keys)
+    similarities, found = faiss_index.GpuSearch(base, keys).search(queries, 10)
+    expected_similarities, expected = cpu.search(queries, 10)
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_allclose(similarities, expected_similarities, atol=1e-5)
 
 
 def test_missing_faiss_names_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
