@@ -38,13 +38,17 @@ from daemon.settings import (
     HttpSettings,
     LineOnlineSettings,
     LineTransportSettings,
+    MqttSettings,
+    OpcuaSettings,
     PathsSettings,
     PipelineSettings,
     StoreSettings,
 )
+from musc_online.backbones.weights_sources import presence
+from musc_online.cameras.settings import CameraSettings
 from musc_online.online.settings import ThresholdSettings
-from musc_online.settings import ModelSettings, MuscSettings, SettingError, exposed_fields
-from musc_online.transport import CurveServerKeys, TransportSettings, line_ports
+from musc_online.settings import ModelSettings, MuscSettings, SettingError, backbone_image_size, exposed_fields
+from musc_online.transport import TransportSettings, line_ports
 
 __all__ = ["DEFAULT_SOURCE", "SCHEMA", "ConfigError", "DaemonConfig", "default_toml", "load_config"]
 
@@ -68,6 +72,9 @@ class DaemonConfig:
     store: StoreSettings
     artifacts: ArtifactsSettings
     http: HttpSettings
+    camera: CameraSettings
+    mqtt: MqttSettings
+    opcua: OpcuaSettings
     sources: Mapping[str, str]  # "section.key" -> "default", "file PATH", "line override PATH", "env NAME"
     ignored_env: tuple[str, ...] = ()  # MUSC_ variables that are no MUSC_<SECTION>__<KEY> setting (service links)
 
@@ -110,16 +117,14 @@ class DaemonConfig:
     def transport_settings(self) -> TransportSettings:
         """The line's socket settings: its port block, limits and, when configured, CURVE keys."""
         section = self.transport
-        curve = None
-        if section.curve_server_secret is not None and section.curve_allowed_clients is not None:
-            curve = CurveServerKeys(section.curve_server_secret, section.curve_allowed_clients)
         return TransportSettings.for_line(
             self.line,
             section.base_port,
             host=section.host,
             hwm=section.hwm,
+            frames_hwm=self.pipeline.frames_hwm(section.max_message_bytes, section.hwm),
             max_message_bytes=section.max_message_bytes,
-            curve=curve,
+            curve=section.server_keys(),
         )
 
     def derived(self) -> dict[str, Any]:
@@ -134,6 +139,7 @@ class DaemonConfig:
             "decisions_endpoint": transport.decisions_endpoint,
             "control_endpoint": transport.control_endpoint,
             "http_port": self.http_port,
+            "backbone_weights": presence(self.model.backbone, self.model.weights),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -235,6 +241,9 @@ def load_config(
     resolved: Layer = {}
     for layer in layers:
         resolved.update(layer)
+    backbone, size = resolved["model.backbone"][0], resolved["model.image_size"][0]
+    if size is None and backbone_image_size(backbone):  # unset: the backbone's own size, the one eval uses
+        resolved["model.image_size"] = (backbone_image_size(backbone), f"backbone {backbone} default")
     sources = {key: resolved[key][1] for key in SCHEMA}
     config = DaemonConfig(line=line, **_build(resolved), sources=sources, ignored_env=ignored)
     try:

@@ -19,10 +19,13 @@ from daemon.settings import (
     HttpSettings,
     LineOnlineSettings,
     LineTransportSettings,
+    MqttSettings,
+    OpcuaSettings,
     PathsSettings,
     PipelineSettings,
     StoreSettings,
 )
+from musc_online.cameras.settings import CameraSettings
 from musc_online.online.settings import ThresholdSettings
 from musc_online.settings import ModelSettings, MuscSettings, exposed_fields
 
@@ -42,6 +45,9 @@ SECTIONS: dict[str, type] = {
     "store": StoreSettings,
     "artifacts": ArtifactsSettings,
     "http": HttpSettings,
+    "camera": CameraSettings,
+    "mqtt": MqttSettings,
+    "opcua": OpcuaSettings,
 }
 SCHEMA: dict[str, Any] = {
     f"{section}.{item.name}": typing.get_type_hints(cls)[item.name]

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musc_online.online.settings import OnlineSettings
-from musc_online.settings import SettingError, at_least, between, check_fields, knob, positive
+from musc_online.settings import SettingError, at_least, between, check_fields, knob, matches, one_of, positive
+from musc_online.transport import CurveClientKeys, CurveServerKeys
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,11 @@ class PathsSettings:
     data_dir: Path = knob(
         Path("runs/lines"),
         "Per line the daemon uses <data_dir>/line-<N>/ holding store.db, state/ (judge bank, window) and artifacts/.",
+    )
+    export_dir: Path | None = knob(
+        None,
+        "A folder, besides the line's own <data_dir>/line-<N>/exports/, where `judges export` may write and `judges "
+        "import` may read judge bank files (e.g. a share between lines); any other path is refused. Empty = none.",
     )
 
     def __post_init__(self) -> None:
@@ -51,19 +57,66 @@ class LineTransportSettings:
         33554432, "Largest message part accepted (32 MiB); a peer sending more is disconnected by libzmq.", at_least(1)
     )
     curve_server_secret: Path | None = knob(
-        None, "Path to the daemon's CURVE secret key file (`<name>.key_secret`); empty = no CURVE authentication."
+        None,
+        "The daemon's CURVE secret key file (`<name>.key_secret`); empty = no CURVE, and then the line refuses to "
+        "start on any host but loopback.",
+    )
+    curve_operator_clients: Path | None = knob(
+        None,
+        "Folder of operators' public keys (`*.key`), required with curve_server_secret: these may use every socket, "
+        "control included (status, pause, band, judges, shutdown).",
+    )
+    curve_camera_clients: Path | None = knob(
+        None,
+        "Folder of cameras' public keys (`*.key`): these may push frames and follow decisions, never use control; "
+        "empty = no camera keys. Any key in neither folder is refused.",
     )
     curve_allowed_clients: Path | None = knob(
         None,
-        "Folder of the allowed clients' public keys (`*.key`); required with curve_server_secret, any other key is "
-        "refused.",
+        "Replaced by curve_operator_clients and curve_camera_clients (a camera's key must not control the line); a "
+        "line with it set refuses to start and says so.",
+    )
+    curve_client_secret: Path | None = knob(
+        None,
+        "The key that musc-online's commands on this host (status, band, judges, publish, demo) present to the line: "
+        "an operator's `<name>.key_secret`, its public key in the line's curve_operator_clients; empty = no key.",
+    )
+    curve_server_public: Path | None = knob(
+        None,
+        "The line's public key (`<name>.key`) those commands expect; empty = the one held in curve_server_secret "
+        "(on the line's own host).",
     )
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if (self.curve_server_secret is None) != (self.curve_allowed_clients is None):
-            keys = ("curve_allowed_clients", "curve_server_secret")
+        if self.curve_allowed_clients is not None:
+            raise SettingError(
+                ("curve_allowed_clients",),
+                "is no longer read: it gave every key the control socket. Put operators' public keys in "
+                "curve_operator_clients (they may use control) and cameras' in curve_camera_clients (they may only "
+                "push frames and follow decisions), then remove curve_allowed_clients",
+            )
+        if (self.curve_server_secret is None) != (self.curve_operator_clients is None):
+            keys = ("curve_operator_clients", "curve_server_secret")
             raise SettingError(keys, "and curve_server_secret must be set together, or neither")
+        if self.curve_camera_clients is not None and self.curve_server_secret is None:
+            raise SettingError(("curve_camera_clients",), "needs curve_server_secret and curve_operator_clients")
+        server_public = self.curve_server_public or self.curve_server_secret
+        if self.curve_client_secret is not None and server_public is None:
+            raise SettingError(("curve_client_secret",), "needs curve_server_public: the line's public key")
+
+    def server_keys(self) -> CurveServerKeys | None:
+        """The daemon's CURVE keys and client folders by role, or None without CURVE."""
+        if self.curve_server_secret is None or self.curve_operator_clients is None:
+            return None
+        return CurveServerKeys(self.curve_server_secret, self.curve_operator_clients, self.curve_camera_clients)
+
+    def client_keys(self) -> CurveClientKeys | None:
+        """The identity this host's musc-online commands use towards the line, or None for none."""
+        server_public = self.curve_server_public or self.curve_server_secret
+        if self.curve_client_secret is None or server_public is None:
+            return None
+        return CurveClientKeys(self.curve_client_secret, server_public)
 
 
 @dataclass(frozen=True)
@@ -75,11 +128,38 @@ class LineOnlineSettings(OnlineSettings):
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """The frame pipeline: queue bound, age budget and clock-skew guard, micro-batch size, image cap, snapshots."""
+    """The frame pipeline: bounds in frames and bytes, age budget and clock-skew guard, micro-batch, image cap."""
 
     queue_size: int = knob(
         64,
-        'Decoded frames waiting for the scorer; a frame that finds it full waits for room or is "overloaded".',
+        "Frames waiting for the scorer; a frame that finds the queue full (this many frames, or queue_bytes) waits for "
+        'room or is "overloaded".',
+        at_least(1),
+    )
+    queue_bytes: int = knob(
+        268435456,
+        "Bytes of frames waiting for the scorer (256 MiB). A frame is kept from ingest on only as the model's input "
+        "(model.image_size squared, resized as the model resizes it, so it scores exactly as the whole frame) and its "
+        "picture (at most picture_side): a burst of large frames holds no more than this, however few they are.",
+        at_least(1),
+    )
+    picture_side: int = knob(
+        1024,
+        "Longest side in pixels of the frame kept for its picture (defect and unsure frames, beside their heatmap); "
+        "larger frames are shrunk at ingest, aspect kept.",
+        at_least(16),
+    )
+    pictures_bytes: int = knob(
+        67108864,
+        "Bytes of frames waiting for the picture writer (64 MiB); when it lags beyond that, pictures are shed "
+        "(musc_artifacts_shed_total), never frames.",
+        at_least(1),
+    )
+    receive_bytes: int = knob(
+        134217728,
+        "Bytes of frames ZeroMQ may hold per connected camera before the camera blocks (128 MiB): the frames socket's "
+        "high-water mark, which counts messages, is this divided by transport.max_message_bytes (at least 1, at most "
+        "transport.hwm).",
         at_least(1),
     )
     max_age_ms: float = knob(
@@ -107,6 +187,12 @@ class PipelineSettings:
     def __post_init__(self) -> None:
         check_fields(self)
 
+    def frames_hwm(self, max_message_bytes: int, hwm: int) -> int:
+        """The frames socket's high-water mark (messages per camera) that keeps what ZeroMQ holds within
+        ``receive_bytes``: messages of up to ``max_message_bytes`` each, never more than ``hwm`` (0: no count limit)."""
+        messages = max(1, self.receive_bytes // max_message_bytes)
+        return min(messages, hwm) if hwm else messages
+
 
 @dataclass(frozen=True)
 class StoreSettings:
@@ -127,6 +213,14 @@ class StoreSettings:
         5.0,
         "Seconds between the line's status reports into the store (what the plant's review station shows).",
         positive,
+    )
+    keep_days: int = knob(
+        90,
+        "Days a line's frames and decisions (and the pictures they name) stay in the store; older ones are removed in "
+        "small batches by the line, off the scoring path. Corrections and the frames they name, judges, events and "
+        "the status counts are kept. 0 = keep every frame for ever (the store then grows by about 430,000 rows a day "
+        "per line at 5 frames/s).",
+        at_least(0),
     )
 
     def __post_init__(self) -> None:
@@ -159,3 +253,63 @@ class HttpSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Decisions and refusals published to an MQTT broker (a subscriber of the line: it never slows scoring)."""
+
+    enabled: bool = knob(False, "Publish every decision and refusal as JSON on <topic_prefix>/line/<N>/decision.")
+    url: str = knob(
+        "mqtt://127.0.0.1:1883",
+        "The broker: mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS (checked against ca_file, or the system's CAs).",
+        matches(r"mqtts?://[^/:]+(:\d+)?/?", "mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"),
+    )
+    ca_file: Path | None = knob(None, "TLS: the CA certificate(s) the broker's certificate must chain to.")
+    username: str | None = knob(None, "Broker login; empty = anonymous.")
+    password_file: Path | None = knob(None, "A file holding the broker password (kept out of config files).")
+    topic_prefix: str = knob("musc", "First level of every topic.", matches(r"[^#+/][^#+]*", "a topic without # or +"))
+    qos: int = knob(
+        1, "MQTT quality of service for decisions: 0 at most once, 1 at least once, 2 exactly once.", between(0, 2)
+    )
+    queue_size: int = knob(
+        10_000,
+        "Messages kept while the broker is away (the newest); beyond that the oldest are dropped and counted.",
+        at_least(1),
+    )
+    keepalive_s: int = knob(
+        10, "Seconds between keep-alive pings; the broker sends the last will after 1.5 x.", at_least(1)
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class OpcuaSettings:
+    """An OPC UA server per line for the PLC: last result, counters, band, state, Trigger/Busy/ResultReady/Ack."""
+
+    enabled: bool = knob(False, "Serve the line's results and the PLC handshake over OPC UA (docs/plc.md).")
+    endpoint: str | None = knob(
+        None,
+        "opc.tcp://HOST:PORT to serve on; empty = opc.tcp://<transport.host>:<base_port + 10*N + 4>.",
+        matches(r"opc\.tcp://[^/]+:\d+/?.*", "opc.tcp://HOST:PORT"),
+    )
+    security_policy: str = knob(
+        "none",
+        "none, or basic256sha256 (signed and encrypted; needs certificate and private_key).",
+        one_of("none", "basic256sha256"),
+    )
+    certificate: Path | None = knob(None, "The server's certificate (DER or PEM) for basic256sha256.")
+    private_key: Path | None = knob(None, "The server's private key (PEM) for basic256sha256.")
+    users_file: Path | None = knob(
+        None, "Lines of NAME:ARGON2-HASH allowed to log in (anonymous access is then refused); empty = anonymous."
+    )
+    result_timeout_s: float = knob(
+        5.0, "After a Trigger, the longest wait for a decision; then ResultReady with Verdict 'timeout'.", positive
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.security_policy != "none" and not (self.certificate and self.private_key):
+            raise SettingError(("security_policy", "certificate"), "basic256sha256 needs certificate and private_key")

@@ -28,7 +28,13 @@ FLOORS: list[tuple[str, ...]] = [
         "musc_online.prequential",
         "musc_online.replay",
     ),
-    ("musc_online.protocol", "musc_online.messages", "musc_online.transport", "musc_online.client"),
+    (
+        "musc_online.protocol",
+        "musc_online.messages",
+        "musc_online.transport",
+        "musc_online.client",
+        "musc_online.cameras",
+    ),
     ("musc_online.cli",),
     (
         "daemon.settings",
@@ -37,6 +43,7 @@ FLOORS: list[tuple[str, ...]] = [
         "daemon.store",
         "daemon.artifacts",
         "daemon.observability",
+        "daemon.outputs",
     ),
     ("daemon.service",),
     ("daemon.review",),

@@ -7,11 +7,14 @@ from it fails the first test, so a new command cannot slip in untested.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -34,6 +37,22 @@ SMALL = {  # the quick settings of the daemon tests: the real backbone, small in
     "MUSC_MUSC__R_LIST": "[1, 3]",
 }
 SETUP, TESTS = "tools/setup_env.sh", ".venv/bin/python -m pytest"
+LINE_IO_CONFIG = "--config config/examples/line-io.toml"
+LINE_IO = {  # "Plugging into a line": the broker on a free port ({mqtt}), the subscriber stopping after 2 messages
+    "arv-fake-gv-camera-0.8 -i 127.0.0.1": "arv-fake-gv-camera-0.8 -i 127.0.0.1",
+    "mosquitto": "mosquitto -p {mqtt}",
+    **{
+        command: command
+        for command in (
+            f".venv/bin/musc-daemon start --line 3 {LINE_IO_CONFIG}",
+            f".venv/bin/musc-online camera --line 3 {LINE_IO_CONFIG}",
+        )
+    },
+    "mosquitto_sub -t musc/line/3/# -v": "mosquitto_sub -p {mqtt} -t musc/line/3/# -v -C 2 -W 120",
+    f".venv/bin/musc-online plc --line 3 {LINE_IO_CONFIG} --trigger part-1": (
+        f".venv/bin/musc-online plc --line 3 {LINE_IO_CONFIG} --trigger part-1 --timeout 120"
+    ),
+}
 AS_TESTED = {
     f"{SETUP} && .venv/bin/musc-online demo --line 3": ".venv/bin/musc-online demo --line 3 --count 72 --rate 15",
     ".venv/bin/python -m pytest": None,  # CI runs it: this very test is part of it
@@ -69,6 +88,7 @@ AS_TESTED = {
     ".venv/bin/musc-online review --web --host 0.0.0.0 --port 8080": (
         ".venv/bin/musc-online review --web --host 0.0.0.0 --port {port}"
     ),
+    **LINE_IO,
 }
 
 
@@ -194,3 +214,41 @@ def test_an_account_then_the_review_station_off_loopback(line_env, tmp_path):
     finally:
         station.send_signal(signal.SIGINT)
         station.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_plugging_into_a_line_from_a_fake_gige_camera_to_opc_ua_and_mqtt(line_env, tmp_path):
+    if not shutil.which("arv-fake-gv-camera-0.8") or not shutil.which("mosquitto_sub"):
+        pytest.skip("needs Debian's aravis-tools, mosquitto and mosquitto-clients (.ci/run installs them)")
+    if importlib.util.find_spec("gi") is None:
+        pytest.skip("PyGObject is not installed (pip install 'musc-online[genicam]'; tools/setup_env.sh builds it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**line_env, "MUSC_MQTT__URL": f"mqtt://127.0.0.1:{port}"}
+    commands = [command.replace("{mqtt}", str(port)) for command in LINE_IO.values()]
+    camera, broker, daemon, source, subscriber, plc = commands
+    started = []
+    try:
+        for command in (camera, broker, daemon):
+            started.append(subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
+        source_log = tmp_path / "camera.log"
+        with open(source_log, "wb") as log:
+            started.append(subprocess.Popen(shlex.split(source), cwd=ROOT, env=env, stdout=log, stderr=log))
+        deadline = time.monotonic() + 120  # a person starts the PLC once the camera listens for its triggers
+        while "triggered by the PLC" not in source_log.read_text():
+            assert time.monotonic() < deadline and started[-1].poll() is None, source_log.read_text()
+            time.sleep(0.1)
+        watcher = subprocess.Popen(shlex.split(subscriber), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        started.append(watcher)
+        verdict = json.loads(run(plc, env, tmp_path))
+        assert verdict["PartId"] == "part-1" and verdict["Verdict"] in ("ok", "unsure", "defect")
+        assert verdict["ResultReady"] is True and verdict["Decided"] == 1
+        messages = watcher.communicate(timeout=120)[0].splitlines()
+        assert messages[0].startswith("musc/line/3/status ") and '"online"' in messages[0]
+        topic, payload = messages[1].split(" ", 1)
+        assert topic == "musc/line/3/decision" and json.loads(payload)["frame_id"] == "part-1"
+    finally:
+        for process in reversed(started):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)

@@ -24,6 +24,7 @@ from musc_online.synthetic import camera_frames
 from musc_online.transport import accepts_connections
 
 DEMO_JUDGES = 32  # enough known-good scores to calibrate the band at the default calibration_scores
+DEMO_IMAGE_SIZE = 256  # at efficientnet_lite0's own 320 px, 2 CPU cores score no seed fast enough for a 60-frame demo
 DEMO_SEED = 1000  # the judges' parts differ from the camera's (seed 0)
 
 
@@ -39,12 +40,13 @@ def publish_command(
     config_file: ConfigFile = None,
 ) -> None:
     """Push frames to a line's daemon like a camera would."""
-    settings = load_or_exit(line, config_file).transport_settings()
+    config = load_or_exit(line, config_file)
+    settings = config.transport_settings()
     try:
         frames = camera_frames(source, seed, defect_rate)
         period = 1.0 / rate if rate > 0 else 0.0
         started = time.monotonic()
-        with FrameSender(settings, line=line) as sender:
+        with FrameSender(settings, line=line, keys=config.transport.client_keys()) as sender:
             for i in range(count):
                 sender.send(next(frames), camera=camera, frame_id=f"{camera}-{int(started)}-{i:06d}", encoding=encoding)
                 if period:
@@ -87,12 +89,30 @@ def _status_table(status: dict) -> Table:
             ("corrections moving the band", scorer["corrections_moving_band"]),
             ("age budget / scoring takes", f"{budget} / {status['expected_scoring_ms']:.0f} ms a frame"),
             ("queues", queues),
+            ("memory bounds", _bounds_text(status)),
             ("paused", status["paused"]),
         ]
         rows += [("band change", event["message"]) for event in status.get("band_events", [])[:1]]
     for name, value in rows:
         table.add_row(name, str(value))
     return table
+
+
+def _bounds_text(status: dict) -> str:
+    """The queues of frames, held and bound in MiB, what ZeroMQ may hold per camera, and all frames at most."""
+    mib = 1 << 20
+    held = [
+        f"{name} {q['bytes'] / mib:.1f} / {q['max_bytes'] / mib:.0f} MiB"
+        for name, q in status["queues"].items()
+        if q.get("max_bytes")
+    ]
+    bounds = status.get("memory_bounds")
+    if bounds:
+        held += [
+            f"ZeroMQ {bounds['receive_per_camera'] / mib:.0f} MiB per camera",
+            f"all frames at most {bounds['total'] / mib:.0f} MiB (one camera)",
+        ]
+    return ", ".join(held) or "-"
 
 
 def _band_text(band: dict) -> str:
@@ -121,7 +141,7 @@ def line_status(line: int, config_file: Path | None = None, timeout_ms: int = 20
     settings = config.transport_settings()
     try:
         if accepts_connections(settings.control_endpoint):
-            with ControlClient(settings) as control:
+            with ControlClient(settings, keys=config.transport.client_keys()) as control:
                 reply = control.call("status", timeout_ms=timeout_ms)
             if reply.get("ok"):
                 return {**reply["result"], "live": True}
@@ -156,8 +176,9 @@ def demo_command(
     So that its decisions are calibrated and final within the run, the demo seeds the line with DEMO_JUDGES
     synthetic good parts (in the line's folder) and uses a 16-frame window with 8 judges per frame: the band
     calibrates from the judges once the window is full or 32 frames have passed and the line has scored them
-    (final from about the 49th frame on 2 CPU cores).
-    MUSC_ONLINE__* variables you set yourself take precedence.
+    (final from about the 49th frame on 2 CPU cores). It scores at DEMO_IMAGE_SIZE px, below the backbone's own
+    size, so that the seeds are scored within its 60 frames on a CPU.
+    MUSC_* variables you set yourself take precedence.
     """
     config = load_or_exit(line, config_file)
     command = [sys.executable, "-m", "daemon.cli.musc_daemon", "start", "--line", str(line), "--no-log-json"]
@@ -166,17 +187,24 @@ def demo_command(
     config.line_dir.mkdir(parents=True, exist_ok=True)
     log_path = config.line_dir / "daemon.log"
     judges = _demo_judges(config.line_dir / "demo-judges")
-    demo = {"MUSC_ONLINE__JUDGES_DIR": str(judges), "MUSC_ONLINE__WINDOW": "16", "MUSC_ONLINE__JUDGES_PER_FRAME": "8"}
+    demo = {
+        "MUSC_ONLINE__JUDGES_DIR": str(judges),
+        "MUSC_ONLINE__WINDOW": "16",
+        "MUSC_ONLINE__JUDGES_PER_FRAME": "8",
+        "MUSC_MODEL__IMAGE_SIZE": str(DEMO_IMAGE_SIZE),
+    }
+    settings = {**demo, **os.environ}
     typer.echo(
-        f"starting the line {line} daemon ({config.model.backbone}, {config.model.image_size} px, "
+        f"starting the line {line} daemon ({config.model.backbone}, {settings['MUSC_MODEL__IMAGE_SIZE']} px, "
         f"{DEMO_JUDGES} good parts as judges); log: {log_path}"
     )
     with open(log_path, "ab") as log_file:
         daemon = subprocess.Popen(
-            command, env={**demo, **os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log_file, stderr=subprocess.STDOUT
+            command, env={**settings, "PYTHONUNBUFFERED": "1"}, stdout=log_file, stderr=subprocess.STDOUT
         )
     try:
-        with ControlClient(config.transport_settings()) as control:
+        keys = config.transport.client_keys()
+        with ControlClient(config.transport_settings(), keys=keys) as control:
             deadline = time.monotonic() + 120
             while True:
                 try:
@@ -186,7 +214,7 @@ def demo_command(
                     if daemon.poll() is not None or time.monotonic() > deadline:
                         typer.secho(f"error: the daemon did not start; its log: {log_path}", fg="red", err=True)
                         raise typer.Exit(1) from None
-            with DecisionSubscriber(config.transport_settings(), line) as decisions:
+            with DecisionSubscriber(config.transport_settings(), line, keys=keys) as decisions:
                 time.sleep(0.3)  # let the subscription reach the daemon before the first frame
                 typer.echo(f"camera: {count} {source} frames at {rate} frames/s; decisions as they arrive:")
                 camera = subprocess.Popen(
@@ -249,19 +277,20 @@ def _print_decision(message: dict) -> None:
 
 def running_line(line: int, config_file: Path | None, command: str, **args: object) -> object:
     """A control command's result from the running line, or exit 2 saying why (not running, or refused)."""
-    settings = load_or_exit(line, config_file).transport_settings()
+    config = load_or_exit(line, config_file)
+    settings = config.transport_settings()
     try:
         if not accepts_connections(settings.control_endpoint):
             raise TimeoutError
-        with ControlClient(settings) as control:
+        with ControlClient(settings, keys=config.transport.client_keys()) as control:
             control.call("status", timeout_ms=2000)  # is it there at all? (a slow command may take minutes)
             reply = control.call(command, timeout_ms=120_000, **args)
     except TimeoutError:
-        typer.secho(
-            f"error: the line {line} daemon does not answer; start it with 'musc-daemon start --line {line}'",
-            fg="red",
-            err=True,
-        )
+        hint = f"start it with 'musc-daemon start --line {line}'"
+        if accepts_connections(settings.control_endpoint):  # listening, yet silent: busy, or CURVE refused us
+            hint = "it listens but is silent: a line with CURVE keys answers operator keys only ([transport] "
+            hint += "curve_client_secret)"
+        typer.secho(f"error: the line {line} daemon does not answer; {hint}", fg="red", err=True)
         raise typer.Exit(2) from None
     if not reply.get("ok"):
         typer.secho(f"error: {reply.get('error')}", fg="red", err=True)

@@ -19,44 +19,50 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
+from operator import attrgetter
 from pathlib import Path
-
-import numpy as np
 
 from daemon.artifacts import ArtifactWriter
 from daemon.config import DaemonConfig
-from daemon.observability import DaemonMetrics, HealthServer, QueueReading
+from daemon.observability import DaemonMetrics, HealthServer, QueueBounds, QueueReading
+from daemon.outputs.line_outputs import LineOutputs
 from daemon.service.answers import Answers, PictureJob
-from daemon.service.control import Control, seed_judges
+from daemon.service.claim import LineClaim
+from daemon.service.control import Control, exchange_folders
 from daemon.service.corrections import CorrectionApplier
-from daemon.service.frames import Accepted, AgeBudget
+from daemon.service.frames import Accepted, AgeBudget, FrameKeeper
 from daemon.service.handoff import Handoff
 from daemon.service.ingest import Ingest
+from daemon.service.memory import frame_memory
 from daemon.service.pictures import PictureWriter
 from daemon.service.recorder import Recorder
+from daemon.service.recovery import build_scorer, recover
 from daemon.service.scoring import Scoring
+from daemon.service.shutdown import BoundedJoin
 from daemon.service.store_link import StoreLink
-from daemon.store import FrameEntry, Store, StoreError, StoreUnavailableError
-from musc_online.backbones import WeightsNotFoundError, create_backbone
+from daemon.store import FrameEntry, LineBusyError, Retention, Store, StoreError, StoreUnavailableError
+from musc_online.backbones import WeightsNotFoundError
 from musc_online.datasets import DatasetError
 from musc_online.online.history import FrameRecord
-from musc_online.online.persistence import capture, has_state, load
-from musc_online.online.scorer import OnlineScorer
+from musc_online.online.persistence import capture
 from musc_online.transport import Context, TransportError, bind_daemon, send_parts
 
 log = logging.getLogger("musc.daemon")
+_nbytes = attrgetter("nbytes")  # what a queued frame or picture weighs, for the byte bounds
 
 OUTBOX_SIZE = 10_000  # answers waiting for the PUB socket (it never blocks, so this only fills on a stall)
 RECORDS_SIZE = 50_000  # store entries waiting for the recorder: minutes of a busy line's receipts and outcomes
-PICTURES_SIZE = 32  # decoded frames waiting for the picture writer; beyond that pictures are shed, not frames
+PICTURES_SIZE = 32  # pictures waiting for the writer (also bounded in bytes); beyond that pictures are shed, not frames
 SKEW_WARNING_PERIOD_S = 60.0
 STATUS_SETTLE_S = 2.0  # a camera whose clock runs ahead is logged at most this often
+SHUTDOWN_JOIN_S = 40.0  # all threads' draining together: inside systemd's TimeoutStopSec=60, with room to close
 
 
 class StartError(RuntimeError):
     """The daemon cannot start: weights, store, sockets or judges are not usable as configured.
 
-    ``retry`` is True when trying again later may work (the database is not reachable yet).
+    ``retry`` is True when trying again later may work (the database is not reachable yet, or another daemon
+    still holds the line).
     """
 
     def __init__(self, message: str, retry: bool = False) -> None:
@@ -68,9 +74,15 @@ class LineDaemon:
     """One line's inspection service; ``run()`` blocks until a signal or a shutdown command."""
 
     def __init__(self, config: DaemonConfig) -> None:
+        self.claim: LineClaim | None = None  # the line's locks, let go when it stops or fails to start
         try:
-            self._set_up(config)
-        except StoreUnavailableError as error:
+            try:
+                self._set_up(config)
+            except BaseException:
+                if self.claim:
+                    self.claim.release()
+                raise
+        except (StoreUnavailableError, LineBusyError) as error:
             raise StartError(str(error), retry=True) from error
         except (WeightsNotFoundError, TransportError, StoreError, DatasetError, OSError, ValueError) as error:
             raise StartError(str(error)) from error
@@ -78,32 +90,35 @@ class LineDaemon:
     def _set_up(self, config: DaemonConfig) -> None:
         self.config = config
         self.line = config.line
+        self.claim = LineClaim(config)  # one line, one daemon; off loopback only with CURVE keys: before all else
         self.started_at = time.time()
         self.stopping = threading.Event()
         self.ready = False
         self.scorer_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
         self._skew_warned: dict[str, float] = {}  # camera -> when its clock skew was last logged (monotonic)
-        self.frames: Handoff[Accepted] = Handoff("scoring", config.pipeline.queue_size)
+        pipeline = config.pipeline
+        self.frames: Handoff[Accepted] = Handoff("scoring", pipeline.queue_size, pipeline.queue_bytes, _nbytes)
         self.outbox: Handoff[list[bytes]] = Handoff("outbox", OUTBOX_SIZE)
         self.records: Handoff[FrameEntry] = Handoff("records", RECORDS_SIZE)
-        self.pictures: Handoff[PictureJob] = Handoff("pictures", PICTURES_SIZE)
-        self.metrics = DaemonMetrics(self.line, self._queue_readings)
+        self.pictures: Handoff[PictureJob] = Handoff("pictures", PICTURES_SIZE, pipeline.pictures_bytes, _nbytes)
+        self.metrics = DaemonMetrics(self.line, self._queue_readings, self._queue_bounds)
+        self.outputs = LineOutputs(config, self.metrics.registry)  # MQTT: fed by the publisher, never waited on
         self.store = Store.open(config.store_url)
+        self.claim.hold(self.store)  # PostgreSQL: the line in the shared store too, before crash recovery
         self.artifacts = ArtifactWriter(
             config.artifacts_dir,
             keep_ok_every=config.artifacts.keep_ok_every,
             max_files=config.artifacts.max_files,
             max_age_days=config.artifacts.max_age_days,
         )
-        self.scorer = self._build_scorer()
+        self.scorer = build_scorer(config)
         self.answers = Answers(self.line, self.outbox, self.records, self.pictures, self.artifacts, self.metrics)
-        pipeline = config.pipeline
         self.budget = AgeBudget(pipeline.max_age_ms, pipeline.max_clock_skew_ms, self._clock_skew)
         self.corrections = CorrectionApplier(self.store, self.scorer, self.line, self.scorer_lock, self._recall)
-        self.recovered = self._recover()
+        self.recovered = recover(config, self.scorer, self.scorer_lock, self.store, self.corrections, self.snapshot)
         self.context = Context()
-        self.sockets = bind_daemon(self.context, config.transport_settings())
+        self.sockets = bind_daemon(self.context, self.claim.transport)
         self.scoring = Scoring(
             self.frames,
             self.scorer,
@@ -121,6 +136,7 @@ class LineDaemon:
             self.budget,
             self.metrics,
             pipeline.max_image_pixels,
+            FrameKeeper(self.scorer.backbone.fit, pipeline.picture_side),
             self.scoring.expected_cost_s,
             self.stopping,
         )
@@ -134,6 +150,7 @@ class LineDaemon:
             self.snapshot,
             self.status,
             config.online.judges_dir,
+            exchange_folders(config.line_dir, config.paths.export_dir),
             self.frames,
             self.stopping,
         )
@@ -157,6 +174,7 @@ class LineDaemon:
                 config.store.poll_s,
                 config.store.report_every_s,
                 self._count_error,
+                Retention(self.store, self.line, config.store.keep_days, config.artifacts_dir),
             ).run,
         }
         self.health = None
@@ -166,39 +184,12 @@ class LineDaemon:
             )
         self.metrics.window_frames.set_function(lambda: len(self.scorer.window))
         self.metrics.judges.set_function(lambda: len(self.scorer.judges) if self.scorer.judges else 0)
+        self.memory = frame_memory(config, self.scorer.backbone.image_size)
+        for part, most in self.memory.items():
+            self.metrics.frame_memory(part).set(most)
         self._threads: list[threading.Thread] = []
 
     # ----------------------------------------------------------------------------------------- set-up
-    def _build_scorer(self) -> OnlineScorer:
-        model = self.config.model
-        backbone = create_backbone(
-            model.backbone, image_size=model.image_size, layers=model.layers or None, weights=model.weights or None
-        )
-        device = self.config.device()
-        backbone = backbone.to(device)
-        size = backbone.image_size
-        backbone.extract([np.zeros((size, size, 3), np.uint8)], device)  # warm up: the first frame is not slower
-        return OnlineScorer(backbone, self.config.online, device)
-
-    def _recover(self) -> dict[str, int]:
-        """Refuse frames a crash left undecided, restore the scorer's state, seed judges, apply corrections."""
-        lost = self.store.refuse_pending(self.line, "the daemon stopped before deciding this frame")
-        recovered: dict[str, int] = {"refused_after_crash": lost}
-        if has_state(self.config.state_dir):
-            recovered.update(load(self.scorer, self.config.state_dir))
-        elif self.config.online.judges_dir:
-            folder = self.config.online.judges_dir
-            recovered["seeded_judges"] = seed_judges(self.scorer, self.scorer_lock, self.store, self.line, folder)
-        done = self.corrections.recover()
-        recovered["corrections_applied"] = sum("error" not in c for c in done)
-        recovered["corrections_failed"] = len(done) - recovered["corrections_applied"]
-        if recovered.get("seeded_judges") or done:
-            self.snapshot()
-        message = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in recovered.items())
-        self.store.log_event(self.line, "start", f"line {self.line} started; recovered {message}", recovered)
-        log.info("recovered state: %s", message, extra={"recovered": recovered})
-        return recovered
-
     def _recall(self, frame_id: str) -> FrameRecord | None:
         """A decided frame's features, from the picture kept of it; None when no picture is left."""
         decision = self.store.decision_for(self.line, frame_id)
@@ -225,6 +216,9 @@ class LineDaemon:
     def _queue_readings(self) -> Iterable[QueueReading]:
         return [queue.reading() for queue in (self.frames, self.outbox, self.records, self.pictures)]
 
+    def _queue_bounds(self) -> list[QueueBounds]:
+        return [queue.bounds() for queue in (self.frames, self.outbox, self.records, self.pictures)]
+
     def _alive(self) -> tuple[bool, str]:
         dead = [t.name for t in self._threads if not t.is_alive()]
         return (not dead, "ok" if not dead else f"threads stopped: {', '.join(dead)}")
@@ -234,7 +228,7 @@ class LineDaemon:
             return False, "draining"
         if self.frames.held:
             return False, "paused"
-        return self.ready, "ready" if self.ready else "starting"
+        return self.ready, "; ".join(["ready" if self.ready else "starting", *self.outputs.problems()])
 
     # ------------------------------------------------------------------------------------------- run
     def run(self, handle_signals: bool = True) -> int:
@@ -247,6 +241,7 @@ class LineDaemon:
             thread.start()
         if self.health:
             self.health.start()
+        self.outputs.start(self._readiness)
         self.ready = True
         endpoints = self.sockets.settings
         log.info(
@@ -263,26 +258,31 @@ class LineDaemon:
 
     def _shutdown(self) -> None:
         """Stop taking frames, score what was received, flush records and pictures, save the scorer, close."""
-        threads = {t.name: t for t in self._threads}
         log.info("shutting down: draining %d queued frame(s)", self.frames.reading()[1])
-        threads["ingest"].join()
+        stop = BoundedJoin(self._threads, SHUTDOWN_JOIN_S, self._queue_readings)
+        stop.join("ingest")
         self.frames.close()
-        threads["scoring"].join()
+        stop.join("scoring")
         self.pictures.close()
-        threads["pictures"].join()
+        stop.join("pictures")
         self.outbox.close()
         self.records.close()
-        for name in ("publisher", "recorder", "control", "snapshots", "store_link"):
-            threads[name].join()
-        self.snapshot()
-        counts = self.store.counts(self.line)
-        self.store.log_event(self.line, "stop", "line stopped cleanly", dict(counts))
+        stop.join("publisher", "recorder", "control", "snapshots", "store_link")
+        self.outputs.stop()
+        if not {"scoring", "control"} & set(stop.stuck):  # neither may still hold the scorer
+            self.snapshot()
+        counts = None
+        if stop.clean:  # a thread still running may wait on the store: ask it nothing more
+            counts = self.store.counts(self.line)
+            self.store.log_event(self.line, "stop", "line stopped cleanly", dict(counts))
         if self.health:
             self.health.stop()
         self.sockets.close()
         self.context.term()
         self.store.close()
-        log.info("stopped cleanly: %s", dict(counts))
+        self.claim.release()
+        if counts is not None:
+            log.info("stopped cleanly: %s", dict(counts))
 
     def _publish(self) -> None:
         """The publisher thread: the only user of the PUB socket."""
@@ -291,6 +291,7 @@ class LineDaemon:
             for message in messages:
                 if not send_parts(self.sockets.decisions, message, timeout_ms=1000):
                     self._count_error("publish")
+                self.outputs.offer(message)
 
     def _snapshot_timer(self) -> None:
         """The snapshot thread: saves the scorer every ``snapshot_every_s`` while the line runs."""
@@ -313,12 +314,13 @@ class LineDaemon:
 
     # ---------------------------------------------------------------------------------------- status
     def report(self) -> dict:
-        """What the line tells the store every few seconds: its scorer, queues, budget and whether it is paused."""
+        """What the line tells the store every few seconds: its scorer, queues (held and bounds), budget, pause."""
         with self.scorer_lock:
             scorer = self.scorer.stats()
         return {
             "scorer": scorer,
-            "queues": {name: {"depth": depth, "oldest_age_s": age} for name, depth, age in self._queue_readings()},
+            "queues": {queue.name: queue.status() for queue in (self.frames, self.outbox, self.records, self.pictures)},
+            "memory_bounds": self.memory,
             "max_age_ms": self.config.pipeline.max_age_ms,
             "expected_scoring_ms": 1e3 * self.scoring.expected_cost_s(1),
             "paused": self.frames.held,
@@ -344,6 +346,7 @@ class LineDaemon:
             "queue_depth": report["queues"]["scoring"]["depth"],
             "band_events": band_events,
             "recovered": self.recovered,
+            "outputs": self.outputs.status(),
             "endpoints": {
                 "frames": self.sockets.settings.frames_endpoint,
                 "decisions": self.sockets.settings.decisions_endpoint,

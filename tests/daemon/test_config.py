@@ -6,14 +6,19 @@ import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from daemon.cli.musc_daemon import app
+from daemon.cli.musc_online import app as musc_online_app
 from daemon.config import DEFAULT_SOURCE, SCHEMA, ConfigError, DaemonConfig, default_toml, load_config
 from musc_online.online.settings import OnlineSettings
 from musc_online.transport import TransportSettings
+
+from .inprocess import InProcessLine
 
 NO_ENV: dict[str, str] = {}
 
@@ -35,7 +40,7 @@ def test_defaults_define_every_setting_and_feed_the_library(tmp_path):
     config = load(config_dir=tmp_path)
     defaults = tomllib.loads(default_toml())
     assert {f"{section}.{key}" for section, table in defaults.items() for key in table} == SCHEMA.keys()
-    assert set(config.sources.values()) == {DEFAULT_SOURCE}
+    assert set(config.sources.values()) == {DEFAULT_SOURCE, "backbone efficientnet_lite0 default"}  # image_size
     written = tmp_path / "defaults.toml"
     written.write_text(default_toml())
     assert load(config_file=written, config_dir=tmp_path).as_dict()["online"] == config.as_dict()["online"]
@@ -118,14 +123,17 @@ def test_environment_wins_and_is_parsed_as_toml(tmp_path):
     assert config.sources["online.window"] == "env MUSC_ONLINE__WINDOW"
 
 
-def test_curve_keys_reach_the_transport(tmp_path):
+def test_curve_keys_reach_the_transport_by_role(tmp_path):
     env = {
         "MUSC_TRANSPORT__CURVE_SERVER_SECRET": "keys/daemon.key_secret",
-        "MUSC_TRANSPORT__CURVE_ALLOWED_CLIENTS": "c",
+        "MUSC_TRANSPORT__CURVE_OPERATOR_CLIENTS": "operators",
+        "MUSC_TRANSPORT__CURVE_CAMERA_CLIENTS": "cameras",
     }
     curve = load(env=env, config_dir=tmp_path).transport_settings().curve
     assert curve is not None and curve.secret_file == Path.cwd() / "keys" / "daemon.key_secret"
-    refused("curve_allowed_clients", env={"MUSC_TRANSPORT__CURVE_SERVER_SECRET": "daemon.key_secret"})
+    assert (curve.operator_clients_dir, curve.camera_clients_dir) == (Path.cwd() / "operators", Path.cwd() / "cameras")
+    refused("curve_operator_clients", env={"MUSC_TRANSPORT__CURVE_SERVER_SECRET": "daemon.key_secret"})
+    refused("curve_allowed_clients", env={**env, "MUSC_TRANSPORT__CURVE_ALLOWED_CLIENTS": "c"})
 
 
 def test_unknown_keys_and_variables_are_refused_by_name(tmp_path):
@@ -221,3 +229,47 @@ def test_show_hides_the_store_password():
     assert "s3cret" not in config.show() and "s3cret" not in json.dumps(config.as_dict())
     assert 'url = "postgresql+psycopg://musc:***@db.plant:5432/musc"' in config.show()
     assert config.store_url.endswith("musc:s3cret@db.plant:5432/musc")  # the daemon itself still has it
+
+
+def test_an_unset_image_size_is_the_backbones_own_and_config_show_says_where_it_came_from(tmp_path, monkeypatch):
+    vit = {"MUSC_MODEL__BACKBONE": "ViT-L-14-336"}
+    config = load(env=vit, config_dir=tmp_path)
+    assert config.model.image_size == 518  # as `musc-online eval --backbone ViT-L-14-336` runs it, not 256
+    assert config.sources["model.image_size"] == "backbone ViT-L-14-336 default"
+    for key, value in vit.items():
+        monkeypatch.setenv(key, value)
+    shown = CliRunner().invoke(app, ["config", "show", "--line", "3"])
+    assert "image_size = 518  # backbone ViT-L-14-336 default" in shown.stdout, shown.output
+
+    explicit = load(env={**vit, "MUSC_MODEL__IMAGE_SIZE": "336"}, config_dir=tmp_path)
+    assert (explicit.model.image_size, explicit.sources["model.image_size"]) == (336, "env MUSC_MODEL__IMAGE_SIZE")
+    line_file = tmp_path / "line-3.toml"
+    line_file.write_text('[model]\nbackbone = "dinov2_vitb14"\nimage_size = 448\n')
+    assert load(config_dir=tmp_path).model.image_size == 448
+    line_file.write_text('[model]\nbackbone = "dino_vitb8"\nimage_size = ""\n')  # empty: the backbone's own
+    assert load(config_dir=tmp_path).model.image_size == 512
+
+
+def test_eval_and_the_daemon_run_a_backbone_at_the_same_size_when_none_is_set(tmp_path):
+    for folder, count in (("good", 3), ("spot", 1)):
+        (tmp_path / "parts" / folder).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(np.full((48, 48, 3), 100 + 40 * i, np.uint8)).save(tmp_path / "parts" / folder / f"{i}.png")
+    report = tmp_path / "eval.json"
+    options = ["--layout", "folder", "--backbone", "efficientnet_lite0", "--device", "cpu", "--json", str(report)]
+    evaluated = CliRunner().invoke(musc_online_app, ["eval", "--root", str(tmp_path / "parts"), *options])
+    assert evaluated.exit_code == 0, evaluated.output
+    line = InProcessLine(tmp_path / "lines", **{"model.backbone": "efficientnet_lite0", "model.image_size": ""})
+    try:
+        assert line.daemon.scorer.backbone.image_size == json.loads(report.read_text())["settings"]["image_size"] == 320
+    finally:
+        line.stop()
+
+
+def test_show_says_whether_the_configured_backbones_weights_are_here(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    paper = load(config_dir=tmp_path, env={"MUSC_MODEL__BACKBONE": "ViT-L-14-336"}).show()
+    assert '# backbone_weights = "ABSENT: `musc-online weights fetch ViT-L-14-336`' in paper
+    assert '# backbone_weights = "present: ' in load(config_dir=tmp_path).show()  # efficientnet_lite0, packaged

@@ -175,3 +175,21 @@ def test_bench_streams_tiny_run(tmp_path, mvtec_root):
     assert all(0 <= r["escapes_per_1000"] <= 1000 for k, r in runs.items() if k != "description")
     assert "| bad_batch | today |" in out.with_suffix(".md").read_text()
     assert (tmp_path / "t" / "bottle_bad_batch.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("server", ["sqlite", "postgresql"])
+def test_bench_store_tiny_run(tmp_path, server):
+    """A few thousand frames: before and after figures, counts that add up, and a prune that removes frames."""
+    url = "sqlite" if server == "sqlite" else os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV}")
+    out = tmp_path / "st.json"
+    args = ("--store-url", url, "--frames", "3000", "--repeats", "2", "--prune-batches", "2", "--json", str(out))
+    result = _run("bench_store.py", *args)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["store"] == server
+    assert 1490 <= figures["pruned_frames"] <= 1500  # the older half, less the few frames the timed marks corrected
+    assert figures["outcomes"]["status:decided"] + figures["outcomes"]["status:refused"] == 3000
+    for phase, names in (("before_sql_ms", {"counts", "queue", "mark_lookups"}), ("after_call_ms", {"mark"})):
+        assert names <= set(figures[phase]) and all(figures[phase][n]["runs"] == 2 for n in names)
