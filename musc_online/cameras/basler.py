@@ -1,4 +1,4 @@
-"""``basler://SERIAL``: Basler cameras through pypylon, Basler's own SDK (optional: ``pip install pypylon``).
+"""``basler://SERIAL``: Basler cameras through pypylon, Basler's SDK (optional: ``pip install 'musc-online[basler]'``).
 
 ``basler://`` opens the first camera found. Frames are converted to RGB8 (or kept Mono8) by pylon's own
 converter; free run or software trigger; exposure and gain set when given.
@@ -18,7 +18,7 @@ def _pylon() -> Any:
         from pypylon import genicam, pylon
     except ImportError:
         raise CameraUnavailable(
-            "basler:// needs pypylon, Basler's SDK for Python: pip install pypylon "
+            "basler:// needs pypylon, Basler's SDK for Python: pip install 'musc-online[basler]' "
             "(or open the camera through Aravis as genicam://SERIAL)"
         ) from None
     return pylon, genicam
