@@ -107,3 +107,11 @@ def daemon_process(tmp_path):
     if daemon.process and daemon.process.poll() is None:
         daemon.process.kill()
         daemon.process.wait()
+
+
+def wait_until(condition, what: str, timeout_s: float = 60) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

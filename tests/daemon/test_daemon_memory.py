@@ -18,7 +18,7 @@ from musc_online.client import AnswerCollector, FrameSender
 from musc_online.protocol import FrameHeader
 from musc_online.transport import line_ports
 
-from .conftest import LINE, DaemonProcess
+from .conftest import LINE, DaemonProcess, wait_until
 from .large_frames import HEIGHT, WIDTH, large_jpegs
 
 MIB = 1 << 20
@@ -49,13 +49,6 @@ def _memory(pid: int, key: str) -> int:
     raise AssertionError(f"no {key} in /proc/{pid}/status")
 
 
-def _wait_until(condition, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_a_burst_of_12_mp_frames_grows_the_daemon_by_no_more_than_its_stated_bound(tmp_path, monkeypatch):
     payloads = large_jpegs(4)
@@ -79,12 +72,12 @@ def test_a_burst_of_12_mp_frames_grows_the_daemon_by_no_more_than_its_stated_bou
             scoring = daemon.call("status")["result"]["queues"]["scoring"]
             return scoring["bytes"] > scoring["max_bytes"] - KEPT  # no room for one more
 
-        _wait_until(queue_full, "the scoring queue to fill")
+        wait_until(queue_full, "the scoring queue to fill")
         held = daemon.call("status")["result"]
         daemon.call("resume")
         answers = collector.wait_for_count(BURST, 120)
         assert len(answers) == BURST
-        _wait_until(lambda: daemon.call("status")["result"]["queues"]["pictures"]["depth"] == 0, "the pictures")
+        wait_until(lambda: daemon.call("status")["result"]["queues"]["pictures"]["depth"] == 0, "the pictures")
     peak = _memory(pid, "VmHWM") - baseline
 
     scoring = held["queues"]["scoring"]  # bounded in bytes, not in frames (64 frames would fit)

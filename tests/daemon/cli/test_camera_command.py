@@ -15,14 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from musc_online.client import AnswerCollector
 
-from ..conftest import LINE, DaemonProcess
+from ..conftest import LINE, DaemonProcess, wait_until
 
 FAKE_CAMERA = "arv-fake-gv-camera-0.8"
 REPO = Path(__file__).resolve().parents[3]
@@ -50,13 +49,6 @@ def _in_private_network(nodeid: str) -> None:
 def _start_fake_camera(log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([FAKE_CAMERA, "-i", "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -89,7 +81,7 @@ def test_gige_camera_frames_are_all_decided_through_an_outage(request, tmp_path)
         collector.wait_for_count(8, timeout_s=120)
         camera.kill()  # the camera is unplugged mid-stream
         camera.wait()
-        _wait_for(lambda: "lost" in source_log.read_text(), 30, "the camera source to notice the loss")
+        wait_until(lambda: "lost" in source_log.read_text(), "the camera source to notice the loss", 30)
         camera = _start_fake_camera(tmp_path / "fake-camera.log")  # and plugged back in
         out, _ = source.communicate(timeout=120)
     finally:

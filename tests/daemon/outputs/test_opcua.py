@@ -27,15 +27,7 @@ class Plc:
     """A PLC's view of the line: its nodes by name, read and written over OPC UA."""
 
     def __init__(self, endpoint: str) -> None:
-        host, port = endpoint.removeprefix("opc.tcp://").split(":")
-        deadline = time.monotonic() + 60
-        while True:  # the server starts beside the line, moments after it
-            try:
-                socket.create_connection((host, int(port)), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"no OPC UA server on {endpoint}"
-                time.sleep(0.05)
+        _wait_for_server(endpoint, 60)
         self.client = sync.Client(endpoint)
         self.client.connect()
         index = self.client.get_namespace_index(NAMESPACE)
@@ -173,15 +165,7 @@ def test_with_a_users_file_only_its_accounts_log_in(tmp_path):
 
 
 def _logged_in(endpoint: str, user: str | None, password: str | None):
-    deadline = time.monotonic() + 30
-    host, port = endpoint.removeprefix("opc.tcp://").split(":")
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, f"no OPC UA server on {endpoint}"
-            time.sleep(0.05)
+    _wait_for_server(endpoint, 30)
     client = sync.Client(endpoint)
     if user:
         client.set_user(user)
@@ -192,3 +176,16 @@ def _logged_in(endpoint: str, user: str | None, password: str | None):
         client.tloop.stop()
         raise
     return client
+
+
+def _wait_for_server(endpoint: str, timeout_s: float) -> None:
+    """Wait until the OPC UA server accepts connections (it starts beside the line, moments after it)."""
+    deadline = time.monotonic() + timeout_s
+    host, port = endpoint.removeprefix("opc.tcp://").split(":")
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"no OPC UA server on {endpoint}"
+            time.sleep(0.05)
