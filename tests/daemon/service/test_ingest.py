@@ -130,8 +130,10 @@ def test_frames_the_line_cannot_serve_in_time_are_refused_and_late_ones_answered
     assert by_code.get("overloaded") and by_code.get("late")
     assert all("faster than the line can score" in m["reason"] for m in by_code["overloaded"])
     # A late frame is told so as soon as the line can know: a queued one when it falls due (its age is then the
-    # budget), one that reaches ingest after that (a busy machine may deliver part of the burst late) on arrival.
-    # Either way its answer is out within 100 ms of that decision, and no queued frame outlives its budget by more.
+    # budget), one that ingest reads after that on arrival (the rest of the burst waits unread while ingest waits
+    # for room for one frame until its deadline; then ~99 answers go out one after another, the last ~0.1 s after
+    # due). Either way its answer is out within 100 ms of that decision, and no queued frame outlives its budget by
+    # more than that.
     late = by_code["late"]
     decided_at = [sent_at + m["age_ms"] / 1000 for m in late]
     slowest = max(m["arrived_at"] - decided for m, decided in zip(late, decided_at, strict=True))
