@@ -5,11 +5,13 @@ Every problem with the data raises ``DatasetError`` naming the file or folder an
 
 Layouts (ROOT is the ``root`` argument):
 - ``mvtec``: ROOT/<category>/{train,test}/<defect_type>/*.png, ``good`` is normal; masks are
-  ROOT/<category>/ground_truth/<defect_type>/<stem>_mask.png.
+  ROOT/<category>/ground_truth/<defect_type>/<stem>_mask.png. A category without a ``ground_truth``
+  folder has image-level truth only (every defective sample's ``mask_path`` is None); one with the
+  folder must hold every defective image's mask.
 - ``visa``: ROOT/split_csv/1cls.csv with columns object,split,label,image,mask (label ``normal`` or
   ``anomaly``, paths relative to ROOT).
 - ``btad``: ROOT/<category>/{train,test}/{ok,ko}/*, masks ROOT/<category>/ground_truth/ko/<stem>.png
-  (or .bmp).
+  (or .bmp); without ``ground_truth`` image-level only, as for mvtec.
 - ``folder``: one category, named after ROOT. Either ROOT/*.<image> (unlabelled: label 0, defect type
   ``unlabeled``) or ROOT/good/ plus ROOT/<defect_type>/ folders (label 1), with optional masks
   ROOT/masks/<defect_type>/<stem>.png or ROOT/ground_truth/<defect_type>/<stem>[_mask].png.
@@ -110,13 +112,18 @@ def _category_dir(root: Path, layout: str, category: str | None) -> Path:
     return folder
 
 
+def _has_masks(folder: Path) -> bool:
+    """Whether a category has pixel truth: then every defective image needs its mask, else none has one."""
+    return (folder / "ground_truth").is_dir()
+
+
 def _read_mvtec(root: Path, category: str | None, split: str) -> list[Sample]:
     folder = _category_dir(root, "mvtec", category)
 
     def find_mask(defect_type: str, stem: str) -> list[Path]:
         return [folder / "ground_truth" / defect_type / f"{stem}_mask.png"]
 
-    return _read_tree(folder / split, "mvtec", folder.name, "good", find_mask, mask_required=True)
+    return _read_tree(folder / split, "mvtec", folder.name, "good", find_mask, _has_masks(folder))
 
 
 def _read_btad(root: Path, category: str | None, split: str) -> list[Sample]:
@@ -125,7 +132,7 @@ def _read_btad(root: Path, category: str | None, split: str) -> list[Sample]:
     def find_mask(defect_type: str, stem: str) -> list[Path]:
         return [folder / "ground_truth" / defect_type / f"{stem}{suffix}" for suffix in (".png", ".bmp")]
 
-    return _read_tree(folder / split, "btad", folder.name, "ok", find_mask, mask_required=True)
+    return _read_tree(folder / split, "btad", folder.name, "ok", find_mask, _has_masks(folder))
 
 
 def _read_folder(root: Path, category: str | None, split: str) -> list[Sample]:
@@ -250,13 +257,33 @@ def load_mask(path: str | Path | None, size: int, shape_hint: tuple[int, ...] | 
     """
     if path is None:
         return np.zeros((size, size), dtype=bool)
+    defect = Image.fromarray(_decode_mask(path, shape_hint))
+    return np.asarray(defect.resize((size, size), Image.Resampling.NEAREST), dtype=bool)
+
+
+def _decode_mask(path: str | Path, shape_hint: tuple[int, ...] | None) -> np.ndarray:
+    """A mask file as bool (H, W) at its own resolution, non-zero = defect; checked against ``shape_hint``."""
     image = _open_image(path)
     if shape_hint is not None and (image.height, image.width) != tuple(shape_hint[:2]):
         raise DatasetError(f"{path}: mask is {image.height}x{image.width}, its image {shape_hint[0]}x{shape_hint[1]}")
     if len(image.getbands()) > 1:
         image = image.convert("L")
-    defect = Image.fromarray(np.asarray(image) != 0)
-    return np.asarray(defect.resize((size, size), Image.Resampling.NEAREST), dtype=bool)
+    return np.asarray(image) != 0
+
+
+def native_mask(sample: Sample) -> np.ndarray:
+    """A sample's ground truth as bool (H, W) at its image's own resolution; all False without a mask.
+
+    Only the image's header is read; a mask of another size than its image is a DatasetError naming it.
+    """
+    try:
+        with Image.open(sample.path) as image:
+            shape = (image.height, image.width)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetError(f"{sample.path}: not a readable image ({exc})") from exc
+    if sample.mask_path is None:
+        return np.zeros(shape, dtype=bool)
+    return _decode_mask(sample.mask_path, shape)
 
 
 @dataclass(frozen=True)
@@ -278,13 +305,22 @@ class Category:
         return [sample for name in sorted(self.defects) for sample in self.defects[name]]
 
 
-def read_category(root: str | Path, category: str) -> Category:
-    """The file lists of an MVTec-layout category, for staging streams; DatasetError naming what is missing."""
+def read_category(root: str | Path, category: str, layout: str = "mvtec") -> Category:
+    """The file lists of a category in any layout, for staging streams; DatasetError naming what is missing.
+
+    The judges come from the train split's normal images; the folder layout has no train split, so its
+    streams start without judges. Defective images without masks are fine (image-level truth only).
+    """
     root = Path(root)
-    needs = "a stream needs train/good (the judges), test/good and at least one test/<defect_type> folder"
+    has_train = layout != "folder"
+    needs = (
+        "a stream needs normal train images (the judges), normal and defective test images"
+        if has_train
+        else "a stream needs normal and defective test images"
+    )
     try:
-        train = list_samples(root, "mvtec", category, "train")
-        test = list_samples(root, "mvtec", category, "test")
+        train = list_samples(root, layout, category, "train") if has_train else []
+        test = list_samples(root, layout, category, "test")
     except DatasetError as exc:
         raise DatasetError(f"cannot build a stream from category {category!r} under {root}: {exc}") from exc
     train_good = [s for s in train if s.label == 0]
@@ -293,12 +329,10 @@ def read_category(root: str | Path, category: str) -> Category:
     for sample in test:
         if sample.label == 1:
             defects.setdefault(sample.defect_type, []).append(sample)
-    lacking = [
-        what
-        for what, present in (("train/good", train_good), ("test/good", test_good), ("defect", defects))
-        if not present
-    ]
+    wanted = (("train/good", train_good),) if has_train else ()
+    lacking = [what for what, present in (*wanted, ("test/good", test_good), ("defect", defects)) if not present]
     if lacking:
-        folder = root / category
-        raise DatasetError(f"category {category!r} at {folder} has no {' or '.join(lacking)} images ({needs})")
-    return Category(root, category, train_good, test_good, defects)
+        raise DatasetError(
+            f"category {category!r} under {root} ({layout} layout) has no {' or '.join(lacking)} images ({needs})"
+        )
+    return Category(root, test[0].category, train_good, test_good, defects)

@@ -23,6 +23,7 @@ METRIC_KEYS: tuple[str, ...] = (
     "pixel_ap",
     "pro",
 )
+PIXEL_KEYS: tuple[str, ...] = ("pixel_auroc", "pixel_f1", "pixel_ap", "pro", "aupro_fpr30")  # None without masks
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def aupro(masks: np.ndarray, amaps: np.ndarray, fpr_limit: float = 0.3) -> float
 
 
 def pixel_metrics(gt_px: np.ndarray, pr_px: np.ndarray) -> dict[str, float]:
-    """Pixel AUROC, F1-max, AP, PRO and AUPRO (FPR 0.3), sharing one sort and one region labelling."""
+    """Pixel AUROC, F1-max, AP, PRO and AUPRO (FPR 0.3) (``PIXEL_KEYS``), sharing one sort and one labelling."""
     masks, amaps = _as_maps(gt_px, pr_px)
     labels, scores = masks.ravel(), amaps.ravel()
     if labels.all() or not labels.any():
@@ -204,16 +205,25 @@ def pixel_metrics(gt_px: np.ndarray, pr_px: np.ndarray) -> dict[str, float]:
     }
 
 
-def compute_metrics(gt_sp: np.ndarray, pr_sp: np.ndarray, gt_px: np.ndarray, pr_px: np.ndarray) -> dict[str, float]:
+def compute_metrics(
+    gt_sp: np.ndarray,
+    pr_sp: np.ndarray,
+    gt_px: np.ndarray,
+    pr_px: np.ndarray,
+    pixel_known: np.ndarray | None = None,
+) -> dict[str, float | None]:
     """The reference's seven metrics (as fractions) plus ``aupro_fpr30``; keys ``METRIC_KEYS`` first.
 
     Image metrics are 0 when all labels are equal and pixel metrics 0 when no pixel is anomalous, as in
-    the reference. ``pr_px`` may carry a channel axis of size 1, (N, 1, H, W).
+    the reference. ``pr_px`` may carry a channel axis of size 1, (N, 1, H, W). ``pixel_known`` says per
+    image whether its pixel truth is known (normal images, defective ones with a mask; None: all): pixel
+    metrics use only those images, and are None (not available, never 0) when no defective image has a mask.
     """
     image_auroc, image_f1, image_ap = ranking_metrics(gt_sp, pr_sp)
-    return {
-        "image_auroc": image_auroc,
-        "image_f1": image_f1,
-        "image_ap": image_ap,
-        **pixel_metrics(gt_px, pr_px),
-    }
+    image = {"image_auroc": image_auroc, "image_f1": image_f1, "image_ap": image_ap}
+    if pixel_known is None:
+        return {**image, **pixel_metrics(gt_px, pr_px)}
+    known = np.asarray(pixel_known, dtype=bool)
+    if not (known & (np.asarray(gt_sp).ravel() != 0)).any():
+        return {**image, **dict.fromkeys(PIXEL_KEYS)}
+    return {**image, **pixel_metrics(np.asarray(gt_px)[known], np.asarray(pr_px)[known])}

@@ -2,8 +2,9 @@
 
 Frames go through ``OnlineScorer`` one by one (or in micro-batches) in dataset or shuffled order. An
 optional simulated operator reviews a fraction of the flagged and unsure frames using the ground truth,
-so the effect of corrections can be measured. The result holds the seven metrics on the online scores,
-decision counts against the ground truth, latency per stage and throughput.
+so the effect of corrections can be measured. The result holds the seven metrics on the online scores
+(pixel metrics None where the frames have no masks), decision counts against the ground truth, latency per
+stage and throughput.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def frames_from_samples(samples: Sequence[Sample]) -> list[StreamFrame]:
             defect_type=s.defect_type,
             load=lambda path=s.path: load_image(path),
             mask=lambda size, path=s.mask_path: load_mask(path, size),
+            mask_known=s.label == 0 or s.mask_path is not None,
         )
         for s in samples
     ]
@@ -56,7 +58,7 @@ class ReplayResult:
 
     frames: list[StreamFrame]
     decisions: list[Decision]
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # pixel metrics None (not available) without masks
     counts: dict[str, int]
     latency_ms: dict[str, dict[str, float]]
     frames_per_second: float
@@ -144,7 +146,8 @@ def replay(
     elapsed = time.perf_counter() - started
     labels = np.array([f.label for f in frames])
     masks = np.stack([f.mask(size) for f in frames])
-    metrics = compute_metrics(labels, np.array([d.score for d in decisions]), masks, maps)
+    known = np.array([f.mask_known for f in frames])
+    metrics = compute_metrics(labels, np.array([d.score for d in decisions]), masks, maps, pixel_known=known)
     return ReplayResult(
         frames=list(frames),
         decisions=decisions,

@@ -1,10 +1,10 @@
-"""Seeded stress streams for the online scorer, staged from the real images of one MVTec AD style category.
+"""Seeded stress streams for the online scorer, staged from the real images of one dataset category.
 
 Replaying a test split in folder order says little about a line. A line runs at a defect rate of a few
 percent, sees the same good parts again and again, gets a bad batch of one defect, drifts in lighting and
 position, and changes over to another product. Each stream here stages one of those situations from one
-category (``<root>/<category>/train/good``, ``test/good``, ``test/<defect_type>``, ``ground_truth``),
-reproducibly from a seed:
+category in any layout ``datasets.list_samples`` reads (MVTec AD: ``<root>/<category>/train/good``,
+``test/good``, ``test/<defect_type>``, ``ground_truth`` when the category has masks), reproducibly from a seed:
 
 - every frame is an augmented image (``augment``: small shift, rotation, brightness, noise and a JPEG round
   trip), so no frame is ever a bit-for-bit copy of a judge; the judges (the train/good images) are augmented
@@ -30,14 +30,14 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from musc_online.augment import Augmentation, draw_augmentation, lighting_gain, position_shift, variant, variant_mask
-from musc_online.datasets import Category, Sample, load_image, load_mask, read_category
+from musc_online.augment import draw_augmentation, lighting_gain, position_shift
+from musc_online.datasets import Category, Sample, read_category
+from musc_online.stream_images import ImageLoader, Judge, MaskLoader, judges_of
 
 VARIANT_NOTE = "variant B (channels BRG, scaled 85%)"
 DEFAULT_LENGTH = 400
 DEFAULT_WARMUP = 64
 
-Judge = tuple[str, Callable[[], np.ndarray]]
 StreamBuilder = Callable[..., "Stream"]
 _T = TypeVar("_T")
 
@@ -52,6 +52,7 @@ class StreamFrame:
     load: Callable[[], np.ndarray]  # RGB uint8 (H, W, 3)
     mask: Callable[[int], np.ndarray]  # ground-truth mask, bool (size, size)
     augmentation: str = ""  # short description of the changes applied, "" for none
+    mask_known: bool = True  # False: a defective frame of a category without masks (image-level truth only)
 
 
 @dataclass
@@ -66,50 +67,6 @@ class Stream:
     changeover_judges: list[Judge] = field(default_factory=list)  # product B's judges (changeover stream only)
     warmup: int = 0  # the first ``warmup`` frames are good
     seed: int = 0
-
-
-# --- the category's images --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ImageLoader:
-    """Reads one image when called and applies the product variant and the frame's augmentation."""
-
-    path: Path
-    augmentation: Augmentation | None = None
-    product_b: bool = False
-
-    def __call__(self) -> np.ndarray:
-        image = load_image(self.path)
-        if self.product_b:
-            image = variant(image)
-        return image if self.augmentation is None else self.augmentation.apply(image)
-
-
-@dataclass(frozen=True)
-class _MaskLoader:
-    """Reads one ground-truth mask at ``size`` when called and moves it like the frame's image."""
-
-    path: Path | None
-    augmentation: Augmentation
-    product_b: bool = False
-
-    def __call__(self, size: int) -> np.ndarray:
-        mask = load_mask(self.path, size)
-        if self.path is None:
-            return mask
-        if self.product_b:
-            mask = variant_mask(mask)
-        return self.augmentation.apply_mask(mask)
-
-
-def _judges(catalog: Category, rng: np.random.Generator, product_b: bool = False) -> list[Judge]:
-    """The category's train/good images as judges, each through its own camera augmentation."""
-    prefix = "B-" if product_b else ""
-    return [
-        (f"{prefix}train_good_{s.path.stem}", _ImageLoader(s.path, draw_augmentation(rng), product_b))
-        for s in catalog.train_good
-    ]
 
 
 # --- stream layouts ---------------------------------------------------------------------------------------
@@ -196,26 +153,26 @@ def _assemble(
                 frame_id=f"f{index:05d}-{product}{defect_type}-{source}-aug",
                 label=label,
                 defect_type=defect_type,
-                load=_ImageLoader(sample.path, augmentation, product_b),
-                mask=_MaskLoader(sample.mask_path if label else None, augmentation, product_b),
+                load=ImageLoader(sample.path, augmentation, product_b),
+                mask=MaskLoader(sample.mask_path if label else None, augmentation, product_b),
                 augmentation=f"{VARIANT_NOTE}; {note}" if product_b else note,
+                mask_known=label == 0 or sample.mask_path is not None,
             )
         )
     return Stream(
         name=name,
         description=description,
         frames=frames,
-        judges=_judges(catalog, rngs.judges),
+        judges=judges_of(catalog, rngs.judges),
         events={switch: "changeover"} if switch is not None else {},
-        changeover_judges=_judges(catalog, rngs.judges, product_b=True) if switch is not None else [],
+        changeover_judges=judges_of(catalog, rngs.judges, product_b=True) if switch is not None else [],
         warmup=warmup,
         seed=seed,
     )
 
 
 def _rate_stream(
-    root: str | Path,
-    category: str,
+    catalog: Category,
     length: int = DEFAULT_LENGTH,
     warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
@@ -225,8 +182,6 @@ def _rate_stream(
     drift: str = "",
 ) -> Stream:
     """Defects of every type at ``rate`` of the frames after warm-up, at random positions; optional slow drift."""
-    _check_lengths(length, warmup)
-    catalog = read_category(root, category)
     rngs = _rngs(name, seed)
     layout = rngs.layout
     slots: list[Sample | None] = [None] * length
@@ -246,8 +201,7 @@ def _rate_stream(
 
 
 def _bad_batch_stream(
-    root: str | Path,
-    category: str,
+    catalog: Category,
     length: int = DEFAULT_LENGTH,
     warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
@@ -255,8 +209,6 @@ def _bad_batch_stream(
     name: str,
 ) -> Stream:
     """Good parts, then every image of the largest defect type in a row (shuffled), then good parts again."""
-    _check_lengths(length, warmup)
-    catalog = read_category(root, category)
     rngs = _rngs(name, seed)
     layout = rngs.layout
     defect_type = catalog.largest_type()
@@ -297,8 +249,7 @@ def _run_layout(rng: np.random.Generator, frames: int, share: float, mean_run: f
 
 
 def _recurring_stream(
-    root: str | Path,
-    category: str,
+    catalog: Category,
     length: int = DEFAULT_LENGTH,
     warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
@@ -308,8 +259,6 @@ def _recurring_stream(
     mean_run: float = 3.0,
 ) -> Stream:
     """The largest defect type in ``share`` of the frames after warm-up, in short runs; its images recur."""
-    _check_lengths(length, warmup)
-    catalog = read_category(root, category)
     rngs = _rngs(name, seed)
     layout = rngs.layout
     defect_type = catalog.largest_type()
@@ -326,8 +275,7 @@ def _recurring_stream(
 
 
 def _changeover_stream(
-    root: str | Path,
-    category: str,
+    catalog: Category,
     length: int = DEFAULT_LENGTH,
     warmup: int = DEFAULT_WARMUP,
     seed: int = 0,
@@ -336,8 +284,6 @@ def _changeover_stream(
     rate: float = 0.05,
 ) -> Stream:
     """Product A with defects at ``rate`` for the first half, then product B (``variant``) at the same rate."""
-    _check_lengths(length, warmup)
-    catalog = read_category(root, category)
     rngs = _rngs(name, seed)
     layout, switch = rngs.layout, length // 2
     slots: list[Sample | None] = [None] * length
@@ -386,12 +332,16 @@ def build_stream(
     length: int = DEFAULT_LENGTH,
     warmup: int | None = None,
     seed: int = 0,
+    layout: str = "mvtec",
 ) -> Stream:
-    """The stream ``name`` from ``root``/``category`` (MVTec AD layout); cheap: images are read by ``load``.
+    """The stream ``name`` from ``root``/``category`` in any dataset layout (``datasets.read_category``: the
+    folder layout has no train split, so no judges); cheap: images are read by ``load``.
 
     ``warmup`` good frames start it: by default ``DEFAULT_WARMUP``, or a quarter of a shorter stream's length.
     """
     if name not in STREAMS:
         raise ValueError(f"unknown stream {name!r}; known streams: {', '.join(STREAMS)}")
     builder, _ = STREAMS[name]
-    return builder(root, category, length, min(DEFAULT_WARMUP, length // 4) if warmup is None else warmup, seed)
+    warmup = min(DEFAULT_WARMUP, length // 4) if warmup is None else warmup
+    _check_lengths(length, warmup)
+    return builder(read_category(root, category, layout), length, warmup, seed)

@@ -38,6 +38,26 @@ def mvtec_root() -> Path:
     return MVTEC_ROOT
 
 
+def _shared_category(dataset: str, category: str) -> Path:
+    """The root of ``../shared/data/<dataset>`` when it holds ``category``; skip the test otherwise."""
+    root = SHARED / "data" / dataset
+    if not (root / category / "test").is_dir():
+        pytest.skip(f"{dataset} {category} not found at {root / category} (the ../shared folder beside the checkout)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def screw_root() -> Path:
+    """MVTec AD root holding ``screw``: image-level truth only, no ground_truth folder."""
+    return _shared_category("mvtec_ad", "screw")
+
+
+@pytest.fixture(scope="session")
+def mpdd_root() -> Path:
+    """MPDD root holding ``metal_plate``, with masks under ground_truth/defective."""
+    return _shared_category("mpdd", "metal_plate")
+
+
 POSTGRES_ENV = "TEST_POSTGRES_URL"  # an admin URL of a PostgreSQL server tests may create databases on (.ci/run)
 
 

@@ -15,6 +15,8 @@ from musc_online.datasets import (
     list_samples,
     load_image,
     load_mask,
+    native_mask,
+    read_category,
 )
 
 
@@ -68,6 +70,61 @@ def test_mvtec_missing_mask_category_and_split(mvtec_tree: Path) -> None:
     (mvtec_tree / "gadget" / "test" / "good" / "000.png").unlink()
     with pytest.raises(DatasetError, match="no test images"):
         list_samples(mvtec_tree, "mvtec", "gadget")
+
+
+def test_mvtec_category_without_ground_truth_has_image_level_truth_only(mvtec_tree: Path) -> None:
+    for mask in (mvtec_tree / "widget" / "ground_truth" / "scratch").iterdir():
+        mask.unlink()
+    with pytest.raises(DatasetError, match=r"no mask for .*000\.png: expected .*000_mask\.png"):
+        list_samples(mvtec_tree, "mvtec", "widget")  # ground_truth is there but lacks the masks: broken
+    (mvtec_tree / "widget" / "ground_truth" / "scratch").rmdir()
+    (mvtec_tree / "widget" / "ground_truth").rmdir()
+    samples = list_samples(mvtec_tree, "mvtec", "widget")
+    assert [(s.label, s.mask_path) for s in samples] == [(0, None), (0, None), (1, None), (1, None)]
+    catalog = read_category(mvtec_tree, "widget")
+    assert [s.mask_path for s in catalog.all_defects()] == [None, None]
+
+
+def test_native_mask_keeps_the_image_resolution(mvtec_tree: Path) -> None:
+    good, _, defect, _ = list_samples(mvtec_tree, "mvtec", "widget")
+    mask = native_mask(defect)
+    assert mask.shape == (6, 8) and mask.sum() == 4 and mask[:2, :2].all()
+    assert native_mask(good).shape == (6, 8) and not native_mask(good).any()
+    write_png(defect.mask_path, size=(4, 4), mode="mask")
+    with pytest.raises(DatasetError, match=r"000_mask\.png: mask is 4x4, its image 6x8"):
+        native_mask(defect)
+
+
+def test_read_category_in_every_layout(tmp_path: Path) -> None:
+    """Streams stage from btad, visa and folder trees too: judges from the train split where there is one."""
+    write_png(tmp_path / "btad" / "01" / "train" / "ok" / "0.bmp")
+    write_png(tmp_path / "btad" / "01" / "test" / "ok" / "1.bmp")
+    write_png(tmp_path / "btad" / "01" / "test" / "ko" / "2.bmp")
+    btad = read_category(tmp_path / "btad", "01", "btad")
+    assert (len(btad.train_good), len(btad.test_good), list(btad.defects)) == (1, 1, ["ko"])
+    visa = tmp_path / "visa"
+    for name in ("0.JPG", "1.JPG", "2.JPG"):
+        write_png(visa / "candle" / name)
+    (visa / "split_csv").mkdir()
+    (visa / "split_csv" / "1cls.csv").write_text(
+        "object,split,label,image,mask\ncandle,train,normal,candle/0.JPG,\n"
+        "candle,test,normal,candle/1.JPG,\ncandle,test,anomaly,candle/2.JPG,candle/2.JPG\n"
+    )
+    catalog = read_category(visa, "candle", "visa")
+    assert (len(catalog.train_good), len(catalog.test_good), list(catalog.defects)) == (1, 1, ["anomaly"])
+    folder = tmp_path / "line3"
+    write_png(folder / "good" / "0.png")
+    write_png(folder / "dent" / "1.png")
+    catalog = read_category(folder, "line3", "folder")
+    assert (catalog.category, catalog.train_good, len(catalog.test_good), list(catalog.defects)) == (
+        "line3",
+        [],
+        1,
+        ["dent"],
+    )
+    (folder / "dent" / "1.png").unlink()
+    with pytest.raises(DatasetError, match=r"'line3' under .*line3 \(folder layout\) has no defect images"):
+        read_category(folder, "line3", "folder")
 
 
 def test_unknown_layout_lists_the_known_ones(tmp_path: Path) -> None:
@@ -188,3 +245,14 @@ def test_mvtec_bottle(mvtec_root: Path) -> None:
     assert image.shape == (900, 900, 3) and image.dtype == np.uint8
     mask = load_mask(defective[0].mask_path, 320, shape_hint=image.shape)
     assert mask.shape == (320, 320) and mask.any()
+
+
+@pytest.mark.realdata
+def test_screw_reads_without_masks_and_metal_plate_with_them(screw_root: Path, mpdd_root: Path) -> None:
+    screw = list_samples(screw_root, "mvtec", "screw")
+    assert (len(screw), sum(s.label for s in screw)) == (160, 119)
+    assert all(s.mask_path is None for s in screw)
+    plate = list_samples(mpdd_root, "mvtec", "metal_plate")
+    defects = [s for s in plate if s.label]
+    assert (len(plate), len(defects)) == (131, 81) and all(s.mask_path is not None for s in defects)
+    assert native_mask(defects[0]).shape == (512, 512) and native_mask(defects[0]).any()

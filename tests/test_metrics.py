@@ -7,7 +7,15 @@ import pytest
 from skimage import measure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
-from musc_online.metrics import METRIC_KEYS, aupro, compute_metrics, pixel_metrics, pro_score, ranking_metrics
+from musc_online.metrics import (
+    METRIC_KEYS,
+    PIXEL_KEYS,
+    aupro,
+    compute_metrics,
+    pixel_metrics,
+    pro_score,
+    ranking_metrics,
+)
 
 
 def reference_pro(masks: np.ndarray, amaps: np.ndarray, max_step: int = 200, expect_fpr: float = 0.3) -> float:
@@ -95,6 +103,17 @@ def test_degenerate_inputs_give_zeros_like_reference() -> None:
     no_defect_pixels = compute_metrics(np.array([0, 1, 0, 1]), np.arange(4.0), np.zeros_like(masks), amaps)
     assert no_defect_pixels["image_auroc"] == 0.75
     assert all(no_defect_pixels[key] == 0.0 for key in ("pixel_auroc", "pixel_f1", "pixel_ap", "pro", "aupro_fpr30"))
+
+
+def test_pixel_metrics_without_masks_are_not_available_and_unknown_images_are_left_out() -> None:
+    masks, amaps = random_maps(2)  # images 0..2 have regions, image 3 is clean
+    labels, scores = np.array([1, 1, 1, 0]), np.array([0.9, 0.8, 0.7, 0.1])
+    none_known = compute_metrics(labels, scores, np.zeros_like(masks), amaps, pixel_known=np.array([0, 0, 0, 1]))
+    assert all(none_known[key] is None for key in PIXEL_KEYS)
+    assert none_known["image_auroc"] == 1.0
+    known = np.array([1, 0, 1, 1], dtype=bool)  # image 1's mask is unknown: its pixels are no evidence
+    partly = compute_metrics(labels, scores, masks * known[:, None, None], amaps, pixel_known=known)
+    assert {key: partly[key] for key in PIXEL_KEYS} == pixel_metrics(masks[known], amaps[known])
 
 
 def test_nan_scores_are_refused() -> None:

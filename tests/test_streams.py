@@ -262,3 +262,13 @@ def test_streams_from_the_bottle_images(mvtec_root):
             image = frame.load()
             assert image.shape == (900, 900, 3) and image.dtype == np.uint8
             assert frame.mask(64).any() == bool(frame.label)
+
+
+@pytest.mark.realdata
+def test_screw_streams_without_masks(screw_root):
+    stream = build_stream("rate10", screw_root, "screw", length=40)
+    assert len(stream.judges) == 40
+    defective = [frame for frame in stream.frames if frame.label]
+    assert len(defective) == 3 and not any(frame.mask_known for frame in defective)
+    assert all(frame.mask_known for frame in stream.frames if not frame.label)
+    assert defective[0].load().shape == (1024, 1024, 3) and not defective[0].mask(32).any()

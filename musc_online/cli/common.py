@@ -54,8 +54,14 @@ def clean_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def metrics_table(title: str, first_column: str, rows: Mapping[str, Mapping[str, float]]) -> Table:
-    """The seven MuSc metrics in %, one row per named set of figures."""
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with one decimal, or "n/a" for a figure that is not available."""
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def metrics_table(title: str, first_column: str, rows: Mapping[str, Mapping[str, float | None]]) -> Table:
+    """The seven MuSc metrics in %, one row per named set of figures; "n/a" where one is not available
+    (pixel metrics of a category without masks)."""
     from musc_online.metrics import METRIC_KEYS
 
     table = Table(title=title)
@@ -63,5 +69,5 @@ def metrics_table(title: str, first_column: str, rows: Mapping[str, Mapping[str,
     for header in METRIC_HEADERS:
         table.add_column(header, justify="right")
     for name, metrics in rows.items():
-        table.add_row(name, *(f"{100 * metrics[key]:.1f}" for key in METRIC_KEYS))
+        table.add_row(name, *(percent(metrics[key]) for key in METRIC_KEYS))
     return table

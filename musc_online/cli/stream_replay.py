@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from musc_online.backbones import Backbone
     from musc_online.online.settings import OnlineSettings
     from musc_online.replay import StreamReplay
+    from musc_online.roi import CareArea
 
 STREAM_NAMES = tuple(STREAMS)
 
@@ -39,7 +40,8 @@ class StreamRun:
 def plant_table(title: str, rows: dict[str, dict]) -> Table:
     """The plant's figures of one or more replays, one row each."""
     table = Table(title=title)
-    columns = ("run", "escapes /1000", "false alarms /1000 good", "unsure /1000", "AUROC", "rolling min", "learn")
+    columns = ("run", "escapes /1000", "hindsight /1000", "false alarms /1000 good", "unsure /1000", "AUROC")
+    columns += ("rolling min", "learn")
     for column in columns:
         table.add_column(column, justify="right")
     for name, s in rows.items():
@@ -48,6 +50,7 @@ def plant_table(title: str, rows: dict[str, dict]) -> Table:
         table.add_row(
             name,
             f"{s['escapes_per_1000']:.1f} ({s['escapes']})",
+            f"{s['hindsight_escapes_per_1000']:.1f} ({s['hindsight_escapes']})",
             f"{s['false_alarms_per_1000_good']:.1f} ({s['false_alarms']})",
             f"{s['unsure_per_1000']:.1f} ({s['unsure']})",
             "-" if auroc is None else f"{auroc:.3f}",
@@ -57,8 +60,17 @@ def plant_table(title: str, rows: dict[str, dict]) -> Table:
     return table
 
 
-def replay_stress_stream(run: StreamRun, root: Path, category: str, settings: OnlineSettings, model: Backbone) -> None:
-    """Stage the stream, seed its judges, replay it and report (tables, records, timeline, JSON)."""
+def replay_stress_stream(
+    run: StreamRun,
+    root: Path,
+    category: str,
+    layout: str,
+    settings: OnlineSettings,
+    model: Backbone,
+    care: CareArea | None = None,
+) -> None:
+    """Stage the stream from a category in ``layout``, seed its judges (the train split's normal images; the
+    folder layout has none), replay it and report (tables, records, timeline, JSON)."""
     from tqdm import tqdm
 
     from musc_online.online.judges import seed_judges
@@ -67,9 +79,13 @@ def replay_stress_stream(run: StreamRun, root: Path, category: str, settings: On
     from musc_online.replay import SimulatedOperator, replay_stream
     from musc_online.streams import build_stream
 
-    stream = build_stream(run.name, root, category, length=run.length, seed=run.seed)
+    stream = build_stream(run.name, root, category, length=run.length, seed=run.seed, layout=layout)
     scorer = OnlineScorer(model, settings, next(model.parameters()).device)
-    seed_judges(scorer, [load() for _, load in stream.judges], [judge_id for judge_id, _ in stream.judges])
+    scorer.care_area = care  # image scores over the care area only (--care-mask)
+    if stream.judges:
+        seed_judges(scorer, [load() for _, load in stream.judges], [judge_id for judge_id, _ in stream.judges])
+    else:
+        typer.echo(f"no judges: the {layout} layout has no train split; the stream starts from its window", err=True)
     operator = SimulatedOperator(run.operator_corrects, run.seed) if run.operator_corrects else None
     with tqdm(total=len(stream.frames), desc=f"{category}: {run.name}", unit="frame") as bar:
         result = replay_stream(scorer, stream, operator, progress=bar.update)
@@ -82,14 +98,17 @@ def replay_stress_stream(run: StreamRun, root: Path, category: str, settings: On
             f"wrote {timeline_png(result.outcomes, run.timeline, title, stream.events, stream.warmup)}", err=True
         )
     if run.json_out:
-        write_json(run.json_out, _report(run, category, settings, model, result))
+        write_json(run.json_out, _report(run, category, layout, settings, model, result))
 
 
-def _report(run: StreamRun, category: str, settings: OnlineSettings, model: Backbone, result: StreamReplay) -> dict:
+def _report(
+    run: StreamRun, category: str, layout: str, settings: OnlineSettings, model: Backbone, result: StreamReplay
+) -> dict:
     return {
         "stream": run.name,
         "description": result.stream.description,
         "category": category,
+        "layout": layout,
         "settings": {
             "backbone": model.name,
             "image_size": model.image_size,

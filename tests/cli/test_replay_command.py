@@ -1,10 +1,11 @@
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from daemon.cli.musc_online import app
-from musc_online.metrics import METRIC_KEYS
+from musc_online.metrics import METRIC_KEYS, PIXEL_KEYS
 
 runner = CliRunner()
 
@@ -45,6 +46,37 @@ def test_replay_reports_online_and_batch_figures(tiny_mvtec, tmp_path):
     assert sum(v for k, v in report["decisions"].items() if k != "provisional") == 7
     assert report["latency_ms"]["total"]["p50"] > 0
     assert report["settings"]["window"] == 4
+
+
+TINY_MODEL = ("--backbone", "test_random_vit", "--size", "32", "--device", "cpu")
+
+
+def test_replay_of_a_category_without_masks_reports_pixel_figures_as_not_available(tiny_mvtec, tmp_path):
+    shutil.rmtree(tiny_mvtec / "gadget" / "ground_truth")
+    out = tmp_path / "replay.json"
+    args = ["replay", "--root", str(tiny_mvtec), "--category", "gadget", "--window", "4", "--compare-batch"]
+    result = runner.invoke(app, [*args, *TINY_MODEL, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "n/a" in result.stdout
+    report = json.loads(out.read_text())
+    for section in ("online", "batch"):
+        assert all(report[section][key] is None for key in PIXEL_KEYS)
+        assert 0.0 <= report[section]["image_auroc"] <= 1.0
+
+
+def test_stream_is_staged_in_the_layout_asked_for(tiny_mvtec, tmp_path):
+    """--layout folder: good/ and scratch/ under one folder, no train split so no judges; unlabelled: refused."""
+    labelled = tiny_mvtec / "widget" / "test"  # good/ and scratch/: a labelled folder named 'test'
+    out = tmp_path / "stream.json"
+    args = ["replay", "--stream", "rate10", "--length", "12", "--window", "4", "--layout", "folder"]
+    result = runner.invoke(app, [*args, "--root", str(labelled), "--category", "test", *TINY_MODEL, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no judges: the folder layout has no train split" in result.output
+    report = json.loads(out.read_text())
+    assert report["layout"] == "folder" and report["summary"]["frames"] == 12 - 3  # after a 3-frame warm-up
+    unlabelled = labelled / "good"
+    refused = runner.invoke(app, [*args, "--root", str(unlabelled), "--category", "good", *TINY_MODEL])
+    assert refused.exit_code == 2 and "(folder layout) has no defect images" in refused.output
 
 
 def test_bad_admission_policy_is_refused(tiny_mvtec):
