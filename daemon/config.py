@@ -47,14 +47,22 @@ from daemon.settings import (
 from musc_online.backbones.weights_sources import presence
 from musc_online.cameras.settings import CameraSettings
 from musc_online.online.settings import ThresholdSettings
-from musc_online.settings import ModelSettings, MuscSettings, SettingError, backbone_image_size, exposed_fields
+from musc_online.roi import CareArea, care_text
+from musc_online.settings import (
+    ModelSettings,
+    MuscSettings,
+    SettingError,
+    TileSettings,
+    backbone_image_size,
+    exposed_fields,
+)
 from musc_online.transport import TransportSettings, line_ports
 
 __all__ = ["DEFAULT_SOURCE", "SCHEMA", "ConfigError", "DaemonConfig", "default_toml", "load_config"]
 
 CONFIG_DIR = Path("config")  # where line-<N>.toml files are looked for, relative to the working directory
 
-NESTED = {"online": ("musc", "thresholds")}  # sections built into another one's fields of the same name
+NESTED = {"online": ("musc", "thresholds", "tiles")}  # sections built into another one's fields of the same name
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class DaemonConfig:
     musc: MuscSettings
     online: LineOnlineSettings
     thresholds: ThresholdSettings
+    tiles: TileSettings
     pipeline: PipelineSettings
     store: StoreSettings
     artifacts: ArtifactsSettings
@@ -114,6 +123,16 @@ class DaemonConfig:
                 f"model.device = {toml_value(self.model.device)} (from {self.sources['model.device']}): {error}"
             ) from None
 
+    def care_area(self) -> CareArea | None:
+        """The line's care area (``[camera]`` care_mask or care_polygons; reads the mask), None for the whole frame;
+        a ConfigError naming the setting, its value and its source when it cannot be used."""
+        try:
+            return self.camera.care_area(self.model.image_size)
+        except SettingError as error:
+            key = f"camera.{error.keys[0]}"
+            value = toml_value(plain(getattr(self.camera, error.keys[0])))
+            raise ConfigError(f"{key} = {value} (from {self.sources[key]}): {error.message}") from None
+
     def transport_settings(self) -> TransportSettings:
         """The line's socket settings: its port block, limits and, when configured, CURVE keys."""
         section = self.transport
@@ -140,6 +159,7 @@ class DaemonConfig:
             "control_endpoint": transport.control_endpoint,
             "http_port": self.http_port,
             "backbone_weights": presence(self.model.backbone, self.model.weights),
+            "care_area": _care_text(self),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -188,6 +208,15 @@ def default_toml() -> str:
             lines += textwrap.wrap(item.metadata["help"], 110, initial_indent="# ", subsequent_indent="# ")
             lines.append(f"{item.name} = {toml_value(plain(item.default))}")
     return "\n".join(lines) + "\n"
+
+
+def _care_text(config: DaemonConfig) -> str:
+    """Whether a care area is in force and how much of the frame it covers, for ``config show``."""
+    try:
+        care = config.care_area()
+    except ConfigError as error:
+        return f"unusable: {error}"
+    return care_text(None if care is None else care.describe())
 
 
 def _masked(url: str) -> str:

@@ -27,7 +27,8 @@ from daemon.settings import (
 )
 from musc_online.cameras.settings import CameraSettings
 from musc_online.online.settings import ThresholdSettings
-from musc_online.settings import ModelSettings, MuscSettings, exposed_fields
+from musc_online.roi import Polygons
+from musc_online.settings import ModelSettings, MuscSettings, TileSettings, exposed_fields
 
 log = logging.getLogger("musc.config")
 
@@ -41,6 +42,7 @@ SECTIONS: dict[str, type] = {
     "musc": MuscSettings,
     "online": LineOnlineSettings,
     "thresholds": ThresholdSettings,
+    "tiles": TileSettings,
     "pipeline": PipelineSettings,
     "store": StoreSettings,
     "artifacts": ArtifactsSettings,
@@ -78,7 +80,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, tuple):
-        return list(value)
+        return [plain(item) for item in value]
     return value
 
 
@@ -91,6 +93,17 @@ def _optional(kind: Any) -> Any | None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # TOML's true is no integer
+
+
+def _is_polygons(value: Any) -> bool:
+    """Whether a TOML value is a list of lists of [x, y] number pairs."""
+    return isinstance(value, list) and all(
+        isinstance(polygon, list) and all(_is_point(point) for point in polygon) for polygon in value
+    )
+
+
+def _is_point(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_is_int(v) or isinstance(v, float) for v in value)
 
 
 def _convert(value: Any, kind: Any) -> Any:
@@ -112,7 +125,10 @@ def _convert(value: Any, kind: Any) -> Any:
         return value if kind is str else Path(value).expanduser().absolute()
     if kind == tuple[int, ...] and isinstance(value, list) and all(_is_int(item) for item in value):
         return tuple(value)
+    if kind == Polygons and _is_polygons(value):
+        return tuple(tuple((float(x), float(y)) for x, y in polygon) for polygon in value)
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    expected[Polygons] = "a list of polygons, each a list of [x, y] points: [[[x, y], [x, y], [x, y]]]"
     raise TypeError(f"must be {expected.get(kind, 'a list of integers')}")
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from musc_online.lnamd import lnamd
 from musc_online.msm import msm
+from musc_online.roi import CareArea
 from musc_online.rscin import rscin
 from musc_online.settings import MuscSettings
 
@@ -24,7 +25,7 @@ class BatchScores:
 
     patch_maps: torch.Tensor  # (N, H, W) on the finest patch grid, float64 as the reference keeps it
     anomaly_maps: torch.Tensor  # (N, S, S) at image size
-    image_scores: torch.Tensor  # (N,) maximum of each anomaly map
+    image_scores: torch.Tensor  # (N,) maximum of each anomaly map (over the care area, when one is given)
     rscin_scores: torch.Tensor  # (N,) re-scored image scores (what the image metrics use)
 
 
@@ -62,11 +63,14 @@ def assemble_scores(
     image_features: torch.Tensor,
     image_size: int | tuple[int, int],
     k_list: Sequence[int] = (1, 2, 3),
+    care: CareArea | None = None,
 ) -> BatchScores:
-    """From patch maps (N, H, W) to pixel maps at image size, image scores (map maxima) and RsCIN scores."""
+    """From patch maps (N, H, W) to pixel maps at image size, image scores (map maxima, over the ``care`` area when
+    given: ``roi``) and RsCIN scores."""
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     anomaly_maps = upsample(patch_maps, size)
-    image_scores = anomaly_maps.flatten(1).amax(dim=1)
+    pixels = anomaly_maps.flatten(1) if care is None else anomaly_maps[:, care.at(*size)]
+    image_scores = pixels.amax(dim=1)
     return BatchScores(patch_maps, anomaly_maps, image_scores, rscin(image_scores, image_features.cpu(), k_list))
 
 

@@ -20,6 +20,7 @@ from daemon.cli.common import ConfigFile, Line, load_or_exit
 from daemon.store import Store
 from musc_online.client import ControlClient, DecisionSubscriber, FrameSender
 from musc_online.datasets import DatasetError, images_in
+from musc_online.roi import care_text
 from musc_online.synthetic import camera_frames
 from musc_online.transport import accepts_connections
 
@@ -91,6 +92,7 @@ def _status_table(status: dict) -> Table:
             ("queues", queues),
             ("memory bounds", _bounds_text(status)),
             ("paused", status["paused"]),
+            ("care area", care_text(status.get("care_area"))),
         ]
         rows += [("band change", event["message"]) for event in status.get("band_events", [])[:1]]
     for name, value in rows:

@@ -1,7 +1,7 @@
 """The review station's web application (Starlette): the page and its JSON calls, over ``Station`` and ``Gate``.
 
-GET ``/``, ``/api/{me,lines,queue,image,correction}``; POST ``/api/{login,logout,mark,undo}`` (JSON, with the
-session's CSRF token). Viewers read, operators also correct. Every answer other than the page and a picture is
+GET ``/``, ``/api/{me,lines,queue,image,correction,care-area.png}``; POST ``/api/{login,logout,mark,undo}`` (JSON,
+with the session's CSRF token). Viewers read, operators also correct. Every answer other than the page and a picture is
 JSON, errors included: a bad request, a missing picture, a store that fails (503), a bug (500), each with
 ``{"error": ...}`` and its status, never a dropped connection. The store's calls block, so they run in
 Starlette's thread pool; logins take one of a few slots (Argon2 is costly on purpose) and every refused login
@@ -165,6 +165,18 @@ class Handlers:
 
         return Response(await _work(read), 200, media_type="image/png")
 
+    async def care_area(self, request: Request) -> Response:
+        """The line's care area as a PNG to lay over heatmaps (``Station.care_veil``); 404: the whole frame counts."""
+        await self.reader(request)
+
+        def read() -> bytes:
+            veil = self.station.care_veil(int(_param(request, "line")))
+            if veil is None:
+                raise NotFoundError("no care area on that line: the whole frame counts")
+            return veil
+
+        return Response(await _work(read), 200, media_type="image/png")
+
     async def correction(self, request: Request) -> Response:
         await self.reader(request)
         found = await _work(lambda: self.station.correction(int(_param(request, "line")), int(_param(request, "id"))))
@@ -263,6 +275,7 @@ def make_app(
         Route("/api/queue", h.queue),
         Route("/api/image", h.image),
         Route("/api/correction", h.correction),
+        Route("/api/care-area.png", h.care_area),
         Route("/api/login", h.login, methods=["POST"]),
         Route("/api/logout", h.logout, methods=["POST"]),
         Route("/api/mark", h.correct, methods=["POST"]),

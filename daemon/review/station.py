@@ -9,6 +9,7 @@ config (``load_config(line)``). Pictures are served only from inside the line's 
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from PIL import Image
 
 from daemon.config import DaemonConfig
 from daemon.review.queue import ReviewItem, describe, mark, undo
@@ -37,6 +40,7 @@ class Station:
         self.queue_of = queue
         self._load = configs
         self._configs: dict[int, DaemonConfig] = {}
+        self._veils: dict[int, bytes | None] = {}
         self._lock = threading.Lock()
 
     def config(self, line: int) -> DaemonConfig:
@@ -45,6 +49,19 @@ class Station:
             if line not in self._configs:
                 self._configs[line] = self._load(line)
             return self._configs[line]
+
+    def care_veil(self, line: int) -> bytes | None:
+        """The line's care area as a PNG, clear where it counts and dark elsewhere (``roi.CareArea.veil``), to lay
+        over a heatmap; None when the whole frame counts. Read once from the line's config."""
+        config = self.config(self.require_line(line))
+        with self._lock:
+            if line not in self._veils:
+                care = config.care_area()
+                buffer = io.BytesIO()
+                if care is not None:
+                    Image.fromarray(care.veil(), "RGBA").save(buffer, "PNG")
+                self._veils[line] = buffer.getvalue() if care is not None else None
+            return self._veils[line]
 
     def line_numbers(self) -> list[int]:
         """Every line that reported into the store, and the station's own ``--line``."""

@@ -136,7 +136,7 @@ class LineDaemon:
             self.budget,
             self.metrics,
             pipeline.max_image_pixels,
-            FrameKeeper(self.scorer.backbone.fit, pipeline.picture_side),
+            FrameKeeper(self.scorer.views.fit, pipeline.picture_side),
             self.scoring.expected_cost_s,
             self.stopping,
         )
@@ -324,6 +324,7 @@ class LineDaemon:
             "max_age_ms": self.config.pipeline.max_age_ms,
             "expected_scoring_ms": 1e3 * self.scoring.expected_cost_s(1),
             "paused": self.frames.held,
+            "care_area": self.scorer.care_area and self.scorer.care_area.describe(),  # None: the whole frame
             "uptime_s": time.time() - self.started_at,
             "endpoints": {"control": self.sockets.settings.control_endpoint},
         }

@@ -1,6 +1,7 @@
-"""How a line's scorer comes up: the backbone built and warmed, then the line's state brought back after a stop
-or a crash (frames left undecided refused, saved judges, window and band loaded or judges seeded, corrections the
-saved state lacks applied again). Runs once per start, after the line is claimed and before its sockets bind.
+"""How a line's scorer comes up: the backbone built and warmed, the care area set, then the line's state brought back
+after a stop or a crash (frames left undecided refused, saved judges, window and band loaded or judges seeded,
+corrections the saved state lacks applied again). Runs once per start, after the line is claimed and before its
+sockets bind.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ log = logging.getLogger("musc.daemon")
 
 
 def build_scorer(config: DaemonConfig) -> OnlineScorer:
-    """The line's scorer on its device, its backbone warmed up so that the first frame is not slower."""
+    """The line's scorer on its device, its backbone warmed up so that the first frame is not slower, its care area
+    set (read first: an unusable one is a ConfigError naming the setting before the backbone loads)."""
+    care = config.care_area()
     model = config.model
     backbone = create_backbone(
         model.backbone, image_size=model.image_size, layers=model.layers or None, weights=model.weights or None
@@ -33,7 +36,9 @@ def build_scorer(config: DaemonConfig) -> OnlineScorer:
     backbone = backbone.to(device)
     size = backbone.image_size
     backbone.extract([np.zeros((size, size, 3), np.uint8)], device)
-    return OnlineScorer(backbone, config.online, device)
+    scorer = OnlineScorer(backbone, config.online, device)
+    scorer.care_area = care
+    return scorer
 
 
 def recover(

@@ -3,12 +3,14 @@
 Saving is split in two so that a running line never writes files while it holds its scorer: ``capture``
 copies the state (fast, under the caller's lock), ``ScorerSnapshot.write`` writes it atomically (slow, outside
 it). Everything is plain ``.npz`` and JSON: no pickles, no native index bytes. ``load`` refuses state from another
-backbone (an old name of the same backbone counts as it), image size, layer set or degree list.
+backbone (an old name of the same backbone counts as it), image size, layer set or degree list. The bands depend
+on the care area (``roi``) too: state saved under another one keeps its judges and window, and calibrates afresh.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
@@ -26,14 +28,20 @@ from musc_online.online.bank import (
     FeatureBank,
     check_fingerprint,
 )
+from musc_online.online.calibration import Calibration
 from musc_online.online.corrections import Correction
+from musc_online.online.judges import judges_opinion
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.window import RollingWindow
+from musc_online.roi import care_fingerprint
+from musc_online.tiling.layout import TileLayout
 
 FORMAT = 2  # 2: two calibrated opinions (judges' own band, known-good pools)
 STATE_FILE = "state.json"
 WINDOW_FILE = "window.npz"
 JUDGE_EXPORT_FILES = {INDEX_FILE, FEATURES_FILE, META_FILE}  # older exports also hold INDEX_FILE: ignored
+
+log = logging.getLogger("musc.online")
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,8 @@ def capture(scorer: OnlineScorer) -> ScorerSnapshot:
     state = {
         "format": FORMAT,
         "fingerprint": scorer.fingerprint,
+        "care_area": care_fingerprint(scorer.care_area),
+        "tile_layout": None if scorer.views.layout is None else [scorer.views.layout.rows, scorer.views.layout.cols],
         "window_ids": ids,
         "calibration": scorer.calibration.state(),
         "counts": dict(scorer.counts),
@@ -122,18 +132,48 @@ def load(scorer: OnlineScorer, folder: str | Path) -> dict[str, int]:
         calibration |= {"thresholds": state["thresholds"], "judge_thresholds": unset}
         state["calibration"] = calibration
     scorer.calibration.restore(state["calibration"])
+    if state.get("tile_layout"):  # how the saved features were cut (tiles.tile_size: known from the first frame)
+        scorer.views.layout = TileLayout(*state["tile_layout"], scorer.settings.tiles.overlap)
     scorer.counts = {k: int(v) for k, v in state["counts"].items()}
     scorer.next_frame = int(state["next_frame"])
     scorer.corrections = {}
     for raw in state["corrections"]:
         raw["band_before"], raw["band_after"] = tuple(raw["band_before"]), tuple(raw["band_after"])
         scorer.corrections[raw["correction_id"]] = Correction(**raw)
+    if state.get("care_area") != care_fingerprint(scorer.care_area):  # None: the whole frame (and older states)
+        log.warning(
+            "the care area differs from the one %s was saved with (now: %s): judges and window kept, the bands "
+            "calibrate afresh from the judges scored over the new area",
+            folder,
+            "the whole frame" if scorer.care_area is None else scorer.care_area.source,
+        )
+        calibrate_afresh(scorer)
     return {
         "judges": len(scorer.judges) if scorer.judges else 0,
         "known_defects": len(scorer.defects) if scorer.defects else 0,
         "window": len(scorer.window),
         "corrections": len(scorer.corrections),
     }
+
+
+def calibrate_afresh(scorer: OnlineScorer) -> None:
+    """Start the bands over, as at a first start with the scorer's judges as seeds: the judges' band from each
+    judge's own opinion now, the combined band from each judge scored as a steady frame once due (provisional until
+    then). For a changed care area, over which every kept score was taken; corrections stop moving the bands."""
+    scorer.calibration = Calibration(scorer.settings)
+    if not scorer.judges:
+        return
+    size = scorer.backbone.image_size
+    blank = scorer.backbone.extract([np.zeros((size, size, 3), np.uint8)], scorer.device)
+    grids = scorer.scoring_sets(blank.patch_features)[1]
+    for judge_id in scorer.judges.ids():
+        sets = [features[0].to(scorer.device, scorer.dtype) for features in scorer.judges.patch_features([judge_id])]
+        image_feature = scorer.judges.image_features([judge_id])[0].to(scorer.device)
+        judged = judges_opinion(scorer, sets, grids, image_feature, judge_id)
+        if judged is not None:
+            scorer.calibration.known_good_judged.append(judged)
+        scorer.calibration.pending.append(judge_id)  # no stand-in: mutual scores were taken over the old area
+    scorer.calibration.update()
 
 
 def export_judges(scorer: OnlineScorer, path: str | Path) -> int:
