@@ -84,6 +84,28 @@ def time_to_learn(outcomes: Sequence[FrameOutcome]) -> list[int]:
     return delays
 
 
+def hindsight_bound(outcomes: Sequence[FrameOutcome]) -> dict[str, int | float | None]:
+    """The fewest escapes any one threshold on the final image scores could have given, known in hindsight, while
+    sending on no more good parts than the line did.
+
+    A single threshold t has two outcomes: a part scoring below t passes as ok, a part at or above it is sent on
+    (rejected, or to a person: one threshold cannot tell the two apart). The line's escapes are its defective
+    parts decided ok; an unsure defect was sent to a person and is no escape. Mirroring that, the budget is the
+    good parts the line did not pass (decided unsure or defect, ``good_sent_on``), and the bound is the fewest
+    defective parts below t over every t with at most that many good parts at or above it (the lowest such t).
+    ``ratio`` is the line's escapes over the bound's (1.0 when both are 0, None when only the bound is 0).
+    """
+    goods = np.sort([o.score for o in outcomes if not o.truth])[::-1]
+    defects = np.array([o.score for o in outcomes if o.truth])
+    line_escapes = sum(o.truth == 1 and o.label == "ok" for o in outcomes)
+    budget = sum(o.truth == 0 and o.label != "ok" for o in outcomes)
+    # Every good part may be sent on: nothing needs to pass. Otherwise t lies just above the (budget + 1)-th
+    # highest good score, and the defects at or below that score pass.
+    escapes = 0 if budget >= len(goods) else int(np.sum(defects <= goods[budget]))
+    ratio = (1.0 if line_escapes == 0 else None) if escapes == 0 else line_escapes / escapes
+    return {"escapes": escapes, "good_sent_on": budget, "ratio": ratio}
+
+
 def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object]:
     """The plant's figures after the first ``warmup`` frames, and the rolling AUROC over the whole stream."""
     live = [o for o in outcomes if o.index >= warmup]
@@ -91,6 +113,7 @@ def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object
     goods = [o for o in live if not o.truth]
     escapes = sum(o.label == "ok" for o in defects)
     false_alarms = sum(o.label == "defect" for o in goods)
+    bound = hindsight_bound(live)
     unsure = sum(o.label == "unsure" for o in live)
     delays = time_to_learn(outcomes)
     rolling = [
@@ -104,6 +127,10 @@ def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object
         "defective": len(defects),
         "escapes": escapes,
         "escapes_per_1000": _per_1000(escapes, len(live)),
+        "hindsight_escapes": bound["escapes"],
+        "hindsight_escapes_per_1000": _per_1000(bound["escapes"], len(live)),
+        "hindsight_ratio": bound["ratio"],
+        "good_sent_on_per_1000_good": _per_1000(bound["good_sent_on"], len(goods)),
         "false_alarms": false_alarms,
         "false_alarms_per_1000_good": _per_1000(false_alarms, len(goods)),
         "unsure": unsure,

@@ -6,7 +6,14 @@ from dataclasses import replace
 
 import pytest
 
-from musc_online.prequential import FrameOutcome, summarise, time_to_learn, timeline_png, write_records
+from musc_online.prequential import (
+    FrameOutcome,
+    hindsight_bound,
+    summarise,
+    time_to_learn,
+    timeline_png,
+    write_records,
+)
 
 
 def _outcome(
@@ -66,3 +73,34 @@ def test_the_timeline_shows_the_judges_own_opinion_below_when_the_line_has_judge
     plain = matplotlib.image.imread(timeline_png(STREAM, tmp_path / "plain.png", "one opinion"))
     both = matplotlib.image.imread(timeline_png(judged, tmp_path / "both.png", "two opinions " * 30))
     assert both.shape[0] > 1.5 * plain.shape[0] and both.shape[1] == plain.shape[1]
+
+
+def _scored(index: int, truth: int, label: str, score: float) -> FrameOutcome:
+    return replace(_outcome(index, truth, label), score=score)
+
+
+def test_hindsight_bound_sends_on_as_many_good_parts_as_the_line_did():
+    # The line passed two defects (0.6, 0.4) and sent on two good parts (0.7 defect, 0.2 unsure); the best single
+    # threshold sending on two good parts lies just above 0.2: it catches both, and only the defect at 0.05 passes.
+    frames = [
+        _scored(0, 0, "defect", 0.7),
+        _scored(1, 0, "unsure", 0.2),
+        _scored(2, 0, "ok", 0.5),
+        _scored(3, 0, "ok", 0.1),
+        _scored(4, 1, "ok", 0.6),
+        _scored(5, 1, "ok", 0.4),
+        _scored(6, 1, "defect", 0.9),
+        _scored(7, 1, "unsure", 0.05),  # sent to a person by the line: no escape of the line's
+    ]
+    assert hindsight_bound(frames) == {"escapes": 1, "good_sent_on": 2, "ratio": 2.0}
+    summary = summarise(frames, warmup=0)
+    assert summary["hindsight_escapes"] == 1 and summary["hindsight_escapes_per_1000"] == pytest.approx(125.0)
+    assert summary["good_sent_on_per_1000_good"] == pytest.approx(500.0)
+    tied = [_scored(0, 0, "defect", 0.5), _scored(1, 0, "ok", 0.3), _scored(2, 1, "ok", 0.3)]
+    assert hindsight_bound(tied) == {"escapes": 1, "good_sent_on": 1, "ratio": 1.0}  # a tie with a good part passes
+
+
+def test_hindsight_bound_is_zero_when_every_good_part_was_sent_on():
+    frames = [_scored(0, 0, "unsure", 0.1), _scored(1, 1, "ok", 0.05), _scored(2, 1, "defect", 0.9)]
+    assert hindsight_bound(frames) == {"escapes": 0, "good_sent_on": 1, "ratio": None}  # the line let one through
+    assert hindsight_bound(frames[:1] + frames[2:])["ratio"] == 1.0

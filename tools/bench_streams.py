@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Decisions on hard streams: every stress stream through the paper's scorer, the earlier scorer and today's.
+"""Decisions on hard streams: every stress stream of bottle, screw and metal_plate through the paper's scorer, the
+earlier scorer and today's.
 
-For each stream (``musc_online.streams``) staged from one category, the frames' backbone features are
-extracted once, then each scorer replays the same stream, with and without a simulated operator who reviews
-every flagged and unsure frame. The plant's figures (escapes, false alarms and unsure frames per 1,000 parts
-after warm-up, AUROC, time to learn) go to a JSON file and a Markdown table; timelines of today's scorer
-with the operator go to PNG files. Example (2 CPU cores):
-``python tools/bench_streams.py --root ../shared/data/mvtec_ad --category bottle --json out.json``.
+For each category and stream (``musc_online.streams``), the frames' backbone features are extracted once, then
+each scorer replays the same stream, with and without a simulated operator who reviews every flagged and unsure
+frame. The plant's figures (escapes beside the hindsight bound, false alarms and unsure frames per 1,000 parts
+after warm-up, AUROC, time to learn) go to a JSON file and one Markdown table of all categories; timelines of
+today's scorer with the operator go to PNG files. Example (2 CPU cores):
+``nice -n 5 python tools/bench_streams.py --streams rate10 bad_batch --json docs/benchmarks/streams/all.json``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from bench_categories import CATEGORIES
 from bench_common import cpu_name
 
 from musc_online.backbones import Backbone, BackboneOutput, create_backbone
@@ -30,7 +33,14 @@ from musc_online.replay import SimulatedOperator, replay_stream
 from musc_online.streams import STREAMS, Stream, build_stream
 
 SCORERS = ("paper", "earlier", "earlier + operator", "today", "today + operator")
-FIGURES = ("escapes_per_1000", "false_alarms_per_1000_good", "unsure_per_1000", "auroc", "time_to_learn_median")
+FIGURES = (
+    "escapes_per_1000",
+    "hindsight_escapes_per_1000",
+    "false_alarms_per_1000_good",
+    "unsure_per_1000",
+    "auroc",
+    "time_to_learn_median",
+)
 
 
 def scorers(window: int) -> dict[str, tuple[OnlineSettings, bool]]:
@@ -46,13 +56,14 @@ def scorers(window: int) -> dict[str, tuple[OnlineSettings, bool]]:
     return {"paper": (paper, False), "earlier": (earlier, True), "today": (today, True)}
 
 
-def run(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
-    backbone = create_backbone(args.backbone, image_size=args.size)
-    results: dict = {}
+def run(
+    args: argparse.Namespace, backbone: Backbone, root: Path, category: str, results: dict, save: Callable[[], None]
+) -> None:
+    """Every chosen stream of one category through every chosen scorer, into ``results`` ({stream: {scorer:
+    figures}}); ``save`` is called after each stream, so an interrupted run keeps what it measured."""
     for name in args.streams:
-        stream = build_stream(name, args.root, args.category, length=args.length, seed=args.seed)
-        features = extract(backbone, stream, args)
+        stream = build_stream(name, root, category, length=args.length, seed=args.seed)
+        features = extract(backbone, stream, category, args)
         judges = [load() for _, load in stream.judges]
         results[name] = {"description": stream.description}
         for label, (settings, seeded) in scorers(args.window).items():
@@ -67,23 +78,24 @@ def run(args: argparse.Namespace) -> dict:
                 replayed = replay_stream(scorer, stream, operator, features)
                 summary = {k: v for k, v in replayed.summary.items() if k != "rolling_auroc"}
                 results[name][key] = {**summary, "frames_per_second": replayed.frames_per_second}
-                print(f"  {key}: " + ", ".join(f"{f} {summary[f]}" for f in FIGURES), file=sys.stderr)
+                print(f"  {category} {name} {key}: " + ", ".join(f"{f} {summary[f]}" for f in FIGURES), file=sys.stderr)
                 if args.timelines and label == "today" and with_operator:
-                    title = f"{args.category}, {name}, today's scorer with an operator: {stream.description}"
-                    path = args.timelines / f"{args.category}_{name}.png"
+                    title = f"{category}, {name}, today's scorer with an operator: {stream.description}"
+                    path = args.timelines / f"{category}_{name}.png"
                     timeline_png(replayed.outcomes, path, title, stream.events, stream.warmup)
-    return results
+        save()
 
 
-def extract(backbone: Backbone, stream: Stream, args: argparse.Namespace) -> list[BackboneOutput]:
+def extract(backbone: Backbone, stream: Stream, category: str, args: argparse.Namespace) -> list[BackboneOutput]:
     """The stream's backbone features, extracted once (and kept in ``--cache`` for reruns of other scorers)."""
-    key = f"{args.category}_{stream.name}_n{args.length}_s{args.seed}_{args.backbone}_{args.size}.pt"
+    key = f"{category}_{stream.name}_n{args.length}_s{args.seed}_{args.backbone}_{backbone.image_size}.pt"
     cached = args.cache / key if args.cache else None
     if cached is not None and cached.exists():
         return torch.load(cached, weights_only=False)
     started = time.perf_counter()
     features = [backbone.extract([frame.load()], "cpu") for frame in stream.frames]
-    print(f"{stream.name}: {len(features)} frames extracted in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    print(f"{category} {stream.name}: {len(features)} frames extracted in {elapsed:.0f} s", file=sys.stderr)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.save(features, cached)
@@ -91,34 +103,40 @@ def extract(backbone: Backbone, stream: Stream, args: argparse.Namespace) -> lis
 
 
 def markdown(results: dict) -> str:
-    """One table row per stream and scorer: escapes, false alarms and unsure per 1,000, AUROC, time to learn."""
+    """One table row per category, stream and scorer: escapes and the hindsight bound, false alarms and unsure per
+    1,000, AUROC, time to learn."""
     lines = [
-        "| stream | scorer | escapes /1000 | false alarms /1000 good | unsure /1000 | AUROC | learn (frames) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| category | stream | scorer | escapes /1000 | hindsight /1000 | false alarms /1000 good | unsure /1000 "
+        "| AUROC | learn (frames) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for stream, runs in results.items():
-        for key, s in runs.items():
-            if key == "description":
-                continue
-            auroc = "-" if s["auroc"] is None else f"{s['auroc']:.3f}"
-            learn = "-" if s["time_to_learn_median"] is None else f"{s['time_to_learn_median']:.0f}"
-            lines.append(
-                f"| {stream} | {key} | {s['escapes_per_1000']:.1f} | {s['false_alarms_per_1000_good']:.1f} | "
-                f"{s['unsure_per_1000']:.1f} | {auroc} | {learn} |"
-            )
+    for category, streams in results.items():
+        for stream, runs in streams.items():
+            for key, s in runs.items():
+                if key == "description":
+                    continue
+                auroc = "-" if s["auroc"] is None else f"{s['auroc']:.3f}"
+                learn = "-" if s["time_to_learn_median"] is None else f"{s['time_to_learn_median']:.0f}"
+                lines.append(
+                    f"| {category} | {stream} | {key} | {s['escapes_per_1000']:.1f} | "
+                    f"{s['hindsight_escapes_per_1000']:.1f} | {s['false_alarms_per_1000_good']:.1f} | "
+                    f"{s['unsure_per_1000']:.1f} | {auroc} | {learn} |"
+                )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, required=True, help="folder holding the category folders")
-    parser.add_argument("--category", default="bottle")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder holding mvtec_ad/ and mpdd/")
+    parser.add_argument(
+        "--categories", nargs="+", default=[c for _, c in CATEGORIES], choices=[c for _, c in CATEGORIES]
+    )
     parser.add_argument("--streams", nargs="+", default=list(STREAMS), choices=list(STREAMS))
     parser.add_argument("--length", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", default="efficientnet_lite0")
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--size", type=int, help="input size in pixels (default: the backbone's)")
+    parser.add_argument("--window", type=int, default=OnlineSettings().window)
     parser.add_argument(
         "--scorers", nargs="+", default=list(SCORERS), choices=SCORERS, help="which to run (all by default)"
     )
@@ -127,17 +145,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timelines", type=Path, help="folder for today's scorer's timelines (PNG)")
     parser.add_argument("--cache", type=Path, help="folder keeping each stream's backbone features between runs")
     args = parser.parse_args(argv)
-    results = run(args)
+    torch.set_num_threads(args.threads)
+    backbone = create_backbone(args.backbone, image_size=args.size)
+    datasets = {category: dataset for dataset, category in CATEGORIES}
+    results: dict = {}
     report = {
         "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__},
-        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("json", "timelines", "cache")},
-        "streams": results,
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("json", "timelines", "cache")}
+        | {"size": str(backbone.image_size)},
+        "categories": results,
     }
+
+    def save() -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+            args.json.with_suffix(".md").write_text(markdown(results))
+
+    for category in args.categories:
+        run(args, backbone, args.data / datasets[category], category, results.setdefault(category, {}), save)
     print(markdown(results))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        args.json.with_suffix(".md").write_text(markdown(results))
     return 0
 
 

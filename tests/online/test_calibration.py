@@ -9,6 +9,7 @@ import pytest
 
 from musc_online.online.calibration import Calibration
 from musc_online.online.settings import OnlineSettings, ThresholdSettings
+from musc_online.online.thresholds import calibrate
 
 SETTINGS = OnlineSettings(calibration_scores=10, thresholds=ThresholdSettings(min_scores=4))
 
@@ -114,3 +115,26 @@ def test_seeds_fall_due_when_the_window_fills_or_after_a_window_of_frames_withou
     batches = Calibration(replace(SETTINGS, window=3))
     batches.add_seed("s0", 1.0, None)
     assert [batches.seeds_due(n, window_full=False) for n in (0, 4, 0, 2)] == [False, False, False, True]
+
+
+def test_the_judges_band_is_fitted_to_every_seed_not_the_first_few():
+    calibration = Calibration(SETTINGS)
+    narrow, wide = _scores(2.0, 4, seed=6), list(2.0 + 0.2 * np.random.default_rng(7).standard_normal(12))
+    for i, judged in enumerate(narrow + wide):  # seeds arrive one by one; the first four happen to agree closely
+        calibration.add_seed(f"s{i}", 1.0, judged)
+    assert calibration.judge_band() == calibrate(narrow + wide, SETTINGS.thresholds)
+
+
+def test_a_seeded_line_with_fewer_seeds_than_calibration_scores_calibrates_once_they_are_scored():
+    calibration = Calibration(SETTINGS)  # calibration_scores 10, and only 6 seeds
+    for i, mutual in enumerate(_scores(1.0, 6)):
+        calibration.add_seed(f"s{i}", mutual, None)
+    for i, steady in enumerate(_scores(3.0, 6, seed=4)):  # no frame is admitted: the window never fills
+        assert calibration.band().source == "provisional"
+        calibration.add_steady(f"s{i}", steady)
+    assert calibration.band() == calibrate(_scores(3.0, 6, seed=4), SETTINGS.thresholds)
+    few = Calibration(SETTINGS)
+    for i, steady in enumerate(_scores(3.0, 3, seed=4)):  # fewer than thresholds.min_scores: still waiting
+        few.add_seed(f"s{i}", 1.0, None)
+        few.add_steady(f"s{i}", steady)
+    assert few.band().source == "unset"
