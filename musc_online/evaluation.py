@@ -15,10 +15,15 @@ import torch
 
 from musc_online.backbones import Backbone
 from musc_online.batch import BatchScores, assemble_scores, score_patches
-from musc_online.datasets import Sample, load_image, load_mask
+from musc_online.datasets import Sample, load_image, load_mask, native_mask
 from musc_online.heatmaps import normalise, save_png, side_by_side
 from musc_online.metrics import compute_metrics
-from musc_online.settings import MuscSettings
+from musc_online.regions import RegionRecall, recall_by_size
+from musc_online.roi import CareArea
+from musc_online.settings import MuscSettings, TileSettings
+from musc_online.tiling.batch import tiled_patch_maps
+from musc_online.tiling.layout import TileLayout
+from musc_online.tiling.views import FrameViews, ViewExtractor
 from musc_online.timing import Stopwatch
 
 Progress = Callable[[int], None]
@@ -26,10 +31,13 @@ Progress = Callable[[int], None]
 
 @dataclass
 class Features:
-    """Backbone output for a whole set: per-layer (N, C, H, W) maps and (N, D) image features."""
+    """Backbone output for a whole set: per-layer (N, C, H, W) maps and (N, D) image features; with tiles, per-layer
+    (N, T, C, H, W) tile maps and the layout they were cut by."""
 
     layer_maps: list[torch.Tensor]
     image_features: torch.Tensor
+    tile_maps: list[torch.Tensor] | None = None
+    layout: TileLayout | None = None
 
     def subset(self, index: Sequence[int]) -> Features:
         """The features of the images at ``index`` (in that order)."""
@@ -44,8 +52,14 @@ class CategoryResult:
     category: str
     samples: list[Sample]
     scores: BatchScores
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # pixel metrics None where the category has no masks
     seconds: dict[str, float] = field(default_factory=dict)
+    recall_by_size: RegionRecall | None = None  # None where the category has no masks
+
+    def report(self) -> dict[str, object]:
+        """The figures for a JSON report: metrics (None: not available), recall by size, seconds, images."""
+        recall = None if self.recall_by_size is None else self.recall_by_size.as_dict()
+        return {**self.metrics, "recall_by_size": recall, "seconds": self.seconds, "images": len(self.samples)}
 
 
 def extract_features(
@@ -54,23 +68,26 @@ def extract_features(
     device: torch.device,
     batch_size: int = 8,
     progress: Progress | None = None,
+    tiles: TileSettings = TileSettings(),
 ) -> Features:
-    """Run the backbone over image files in batches; features stay on ``device`` (half precision on CUDA)."""
+    """Run the backbone over image files in batches, with their tiles when ``tiles`` are on; features stay on
+    ``device`` (half precision on CUDA)."""
     keep = torch.float16 if device.type == "cuda" else torch.float32
-    layers: list[list[torch.Tensor]] | None = None
-    image_features = []
+    extractor = ViewExtractor(backbone, tiles)
+    views: list[FrameViews] = []
     for start in range(0, len(paths), batch_size):
         batch = [load_image(p) for p in paths[start : start + batch_size]]
-        out = backbone.extract(batch, device)
-        if layers is None:
-            layers = [[] for _ in out.patch_features]
-        for store, grid in zip(layers, out.patch_features, strict=True):
-            store.append(grid.to(keep))
-        image_features.append(out.image_features.float())
+        views.extend(extractor.extract(batch, device))
         if progress:
             progress(len(batch))
-    assert layers is not None, "no images to extract features from"
-    return Features([torch.cat(store) for store in layers], torch.cat(image_features))
+    if not views:
+        raise ValueError("no images to extract features from")
+    layers = [torch.cat(parts).to(keep) for parts in zip(*(v.layer_maps for v in views), strict=True)]
+    image_features = torch.stack([v.image_feature.float() for v in views])
+    if extractor.layout is None:
+        return Features(layers, image_features)
+    tile_maps = [torch.stack(parts).to(keep) for parts in zip(*(v.tile_maps for v in views), strict=True)]
+    return Features(layers, image_features, tile_maps, extractor.layout)
 
 
 def split_subsets(count: int, divide_num: int, seed: int = 0) -> list[np.ndarray]:
@@ -83,11 +100,23 @@ def split_subsets(count: int, divide_num: int, seed: int = 0) -> list[np.ndarray
     return [np.sort(part) for part in np.array_split(order, divide_num)]
 
 
-def score_subsets(features: Features, image_size: int, settings: MuscSettings, divide_num: int = 1) -> BatchScores:
-    """MuSc with each image scored only against its own subset; RsCIN then runs over the whole set.
+def score_subsets(
+    features: Features,
+    image_size: int,
+    settings: MuscSettings,
+    divide_num: int = 1,
+    care: CareArea | None = None,
+    tiles: TileSettings = TileSettings(),
+    progress: Progress | None = None,
+) -> BatchScores:
+    """MuSc with each image scored only against its own subset; RsCIN then runs over the whole set (image scores
+    over the ``care`` area when one is given). With tile features, each image's tiles are scored against all the
+    other images' (``tiling.batch``) and the maps are at least the stitched map's size.
 
     RsCIN is image-level and cheap, and sees the most neighbours over the whole set.
     """
+    if features.tile_maps is not None and divide_num > 1:
+        raise ValueError("tiles score every image against all the others: divide_num must be 1 with tiles")
     count = features.image_features.shape[0]
     patch_maps = None
     for index in split_subsets(count, divide_num):
@@ -95,7 +124,10 @@ def score_subsets(features: Features, image_size: int, settings: MuscSettings, d
         if patch_maps is None:
             patch_maps = torch.empty((count, *part.shape[1:]), dtype=part.dtype)
         patch_maps[torch.from_numpy(index)] = part
-    return assemble_scores(patch_maps, features.image_features, image_size, settings.k_list)
+    if features.tile_maps is not None:
+        patch_maps = tiled_patch_maps(patch_maps, features.tile_maps, features.layout, settings, tiles, progress)
+        image_size = max(image_size, *patch_maps.shape[1:])
+    return assemble_scores(patch_maps, features.image_features, image_size, settings.k_list, care)
 
 
 def evaluate_category(
@@ -106,18 +138,35 @@ def evaluate_category(
     batch_size: int = 8,
     divide_num: int = 1,
     progress: Progress | None = None,
+    region_fpr: float = 0.01,
+    care: CareArea | None = None,
+    tiles: TileSettings = TileSettings(),
+    tile_progress: Progress | None = None,
 ) -> CategoryResult:
-    """Score one category's test samples as a batch and compute the seven metrics; times each stage."""
+    """Score one category's test samples as a batch and compute the seven metrics and the recall of defect
+    regions by size at the pixel false-alarm rate ``region_fpr`` (``regions``); times each stage.
+
+    Pixel figures use the images whose pixel truth is known (normal ones, defective ones with a mask) and
+    are None when no defective image has a mask. With a ``care`` area (``roi``), image scores come from it alone.
+    With ``tiles`` on, the maps are the whole image's fused with its tiles' (``tiling``); ``tile_progress`` is told
+    of the tiles' scoring steps (``tiling.batch.tile_steps``).
+    """
     watch = Stopwatch(device)
-    features = extract_features(backbone, [s.path for s in samples], device, batch_size, progress)
+    features = extract_features(backbone, [s.path for s in samples], device, batch_size, progress, tiles)
     watch.lap("features")
-    scores = score_subsets(features, backbone.image_size, settings, divide_num)
+    scores = score_subsets(features, backbone.image_size, settings, divide_num, care, tiles, tile_progress)
     watch.lap("scoring")
     labels = np.array([s.label for s in samples])
-    masks = np.stack([load_mask(s.mask_path, backbone.image_size) for s in samples])
-    metrics = compute_metrics(labels, scores.rscin_scores.numpy(), masks, scores.anomaly_maps.numpy())
+    known = np.array([s.label == 0 or s.mask_path is not None for s in samples])
+    masks = np.stack([load_mask(s.mask_path, scores.anomaly_maps.shape[-1]) for s in samples])
+    maps = scores.anomaly_maps.numpy()
+    metrics = compute_metrics(labels, scores.rscin_scores.numpy(), masks, maps, pixel_known=known)
+    recall = None
+    if metrics["pixel_auroc"] is not None:
+        index = np.flatnonzero(known)
+        recall = recall_by_size([native_mask(samples[i]) for i in index], maps[index], region_fpr)
     watch.lap("metrics")
-    return CategoryResult(samples[0].category, list(samples), scores, metrics, watch.laps)
+    return CategoryResult(samples[0].category, list(samples), scores, metrics, watch.laps, recall)
 
 
 def export_heatmaps(result: CategoryResult, out_dir: str | Path, normalisation: str = "image") -> list[Path]:

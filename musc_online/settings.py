@@ -158,3 +158,51 @@ class MuscSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+TILE_MODES = ("position", "pooled")
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """High-resolution tiles scored besides the whole frame (see ``musc_online.tiling``); off by default."""
+
+    grid: int = knob(
+        0, "Tiles per side (grid x grid) cut from each frame besides the whole-frame pass; 0 = no tiles.", at_least(0)
+    )
+    tile_size: int = knob(
+        0,
+        "Instead of grid: tile side in frame pixels (after `resolution`); the grid is as many tiles as cover the "
+        "frame. 0 = use grid.",
+        at_least(0),
+    )
+    overlap: float = knob(
+        0.125,
+        "How far each tile reaches into its neighbours, as a fraction of a tile cell's side on each side, in [0, 0.5].",
+        between(0.0, 0.5),
+    )
+    halo: int = knob(
+        2,
+        "position mode: patches by which a reference's tile is widened around the frame's tile (tolerates parts "
+        "that sit a little differently).",
+        at_least(0),
+    )
+    mode: str = knob(
+        "position",
+        '"position": each tile against the same tile of the references (fixed parts); "pooled": against all tiles '
+        "of the references (parts at any place or angle).",
+        one_of(*TILE_MODES),
+    )
+    resolution: int = knob(
+        0, "Longer side in pixels frames are resized to before tiling; 0 = the camera's native resolution.", at_least(0)
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.grid and self.tile_size:
+            raise SettingError(("tile_size", "grid"), "cannot be set together with grid: set one of them")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether frames are tiled at all."""
+        return bool(self.grid or self.tile_size)

@@ -14,16 +14,25 @@ PACKAGES = ("musc_online", "daemon")
 
 # Floors from the bottom up; a module belongs to the first floor one of whose prefixes it starts with.
 FLOORS: list[tuple[str, ...]] = [
-    ("musc_online.settings", "musc_online.atomic", "musc_online.device", "musc_online.timing", "musc_online.backbones"),
-    ("musc_online.lnamd", "musc_online.msm", "musc_online.rscin", "musc_online.batch"),
+    (
+        "musc_online.settings",
+        "musc_online.atomic",
+        "musc_online.device",
+        "musc_online.timing",
+        "musc_online.backbones",
+        "musc_online.roi",
+    ),
+    ("musc_online.lnamd", "musc_online.msm", "musc_online.rscin", "musc_online.batch", "musc_online.tiling"),
     ("musc_online.online",),
     (
         "musc_online.datasets",
         "musc_online.metrics",
+        "musc_online.regions",
         "musc_online.heatmaps",
         "musc_online.evaluation",
         "musc_online.synthetic",
         "musc_online.augment",
+        "musc_online.stream_images",
         "musc_online.streams",
         "musc_online.prequential",
         "musc_online.replay",

@@ -5,6 +5,7 @@ The window is filled first (W frames, admission "all"), then ``--frames`` more a
 micro-batches. Examples:
 - 2 CPU cores: ``--backbone efficientnet_lite0 --size 256 --window 64 --device cpu --threads 2``
   (real bottle images with ``--root ../shared/data/mvtec_ad``, else synthetic images);
+- tiles: ``--tiles 3`` (3 x 3 at the images' native size, position mode) or ``--tiles 2 --tile-mode pooled``;
 - a GPU at paper settings: ``--backbone ViT-L-14-336 --random-weights --size 518 --window 200 --micro-batch 8``
   (random-init ViT-L: timing only).
 """
@@ -24,7 +25,7 @@ from musc_online.datasets import list_samples, load_image
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.settings import OnlineSettings
 from musc_online.replay import latency_summary
-from musc_online.settings import MuscSettings
+from musc_online.settings import MuscSettings, TileSettings
 
 
 def image_source(root: Path | None, category: str, size: int) -> itertools.cycle:
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judges-per-frame", type=int, default=0)
     parser.add_argument("--frames", type=int, default=64, help="frames timed after the window is full")
     parser.add_argument("--micro-batch", type=int, default=1)
+    parser.add_argument("--tiles", type=int, default=0, help="tiles per side besides the whole frame (0: none)")
+    parser.add_argument("--tile-mode", default="position", help="position or pooled")
     args = parser.parse_args(argv)
 
     backbone, device, r_list = model_from_arguments(args)
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         admission="all",
         musc=MuscSettings(r_list=r_list),
         history=max(args.micro_batch, 4),
+        tiles=TileSettings(grid=args.tiles, mode=args.tile_mode),
     )
     scorer = OnlineScorer(backbone, settings, device)
     frames = image_source(args.root, args.category, size)
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             "window": args.window,
             "judges_per_frame": args.judges_per_frame,
             "micro_batch": args.micro_batch,
+            "tiles": f"{args.tiles} x {args.tiles} {args.tile_mode}" if args.tiles else None,
             "frames_timed": len(decisions),
             "source": f"{args.root}/{args.category}" if args.root else "synthetic",
         },

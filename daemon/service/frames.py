@@ -113,7 +113,8 @@ def picture_of(image: np.ndarray, side: int) -> np.ndarray:
 class FrameKeeper:
     """What ingest keeps of a decoded frame: the model's input and a picture, never the original.
 
-    ``fit`` is the backbone's own resize to its input (``Backbone.fit``), so the scorer, which resizes what it is
+    ``fit`` is the backbone's own resize to its input (``Backbone.fit``; with tiles on, the frame at the tiling
+    resolution: ``ViewExtractor.fit``), so the scorer, which resizes what it is
     given the same way, scores the kept input exactly as it would score the original frame. The picture is the
     frame at most ``picture_side`` pixels on its longer side: a reviewer's picture, and what a correction of a
     frame no longer in the scorer's memory is learnt from.
@@ -123,11 +124,15 @@ class FrameKeeper:
         self.fit = fit
         self.picture_side = picture_side
 
-    def __call__(self, frame: Accepted) -> Accepted:
-        """``frame`` with its original replaced by the input and the picture (its deadline unchanged)."""
+    def __call__(self, frame: Accepted) -> Accepted | Refused:
+        """``frame`` with its original replaced by the input and the picture (its deadline unchanged); refused
+        ``wrong_shape`` when the scorer cannot take a frame of its size (tiles cut it unlike the line's references)."""
         original = frame.image
+        try:
+            frame.image = self.fit(original)
+        except ValueError as error:
+            return Refused(frame.received, "wrong_shape", str(error), frame.header.identity())
         frame.picture = picture_of(original, self.picture_side)
-        frame.image = self.fit(original)
         return frame
 
 

@@ -86,6 +86,9 @@ class Ingest:
             self.answers.refuse(self._overloaded(result, ahead, remaining))
             return
         kept = self.keep(result)
+        if isinstance(kept, Refused):
+            self.answers.refuse(kept)
+            return
         while not self.frames.put(kept, kept.deadline, wait_s=POLL_S):
             self.expire()  # a full queue waits for room (backpressure) while the frame can still be served
             if self.frames.closed or time.time() + self.expected_cost_s(1) > kept.deadline:

@@ -19,12 +19,21 @@ PICTURE_BYTES_PER_PIXEL = 140  # writing a picture: its heatmap in floats, colou
 # measured per pixel of a 1024 x 768 picture
 
 
+def input_pixels(config: DaemonConfig, input_size: int) -> int:
+    """Pixels kept of a queued frame for scoring: the model's square input (``input_size`` a side) or, with tiles,
+    the frame at the tiling resolution (the native frame, up to ``max_image_pixels``, for resolution 0)."""
+    tiles, most = config.tiles, config.pipeline.max_image_pixels
+    if not tiles.enabled:
+        return input_size**2
+    return min(tiles.resolution**2, most) if tiles.resolution else most
+
+
 def frame_memory(config: DaemonConfig, input_size: int) -> dict[str, int]:
     """Bytes each place may hold of frames, and ``total``, with one camera connected (each further camera adds
     ``receive_per_camera``); ``input_size`` is the side of the model's square input."""
     pipeline, transport = config.pipeline, config.transport
     hwm = pipeline.frames_hwm(transport.max_message_bytes, transport.hwm)
-    kept = 3 * input_size**2 + 3 * pipeline.picture_side**2  # one queued frame at most: its input and its picture
+    kept = 3 * input_pixels(config, input_size) + 3 * pipeline.picture_side**2  # a queued frame: input and picture
     parts = {
         "receive_per_camera": hwm * transport.max_message_bytes,
         "decoding": 2 * transport.max_message_bytes + DECODE_BYTES_PER_PIXEL * pipeline.max_image_pixels,

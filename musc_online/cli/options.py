@@ -6,16 +6,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from PIL import Image
 
 from musc_online.backbones import available_backbones, create_backbone, default_settings
 from musc_online.cli.common import int_list
 from musc_online.datasets import LAYOUTS
+from musc_online.roi import CareArea
 
 if TYPE_CHECKING:
     import torch
 
     from musc_online.backbones import Backbone
-from musc_online.settings import MuscSettings
+from musc_online.settings import MuscSettings, SettingError, TileSettings
 
 Root = Annotated[Path, typer.Option(help="Dataset root folder.")]
 Layout = Annotated[str, typer.Option(help=f"Dataset layout: {', '.join(LAYOUTS)}.")]
@@ -31,6 +33,16 @@ TopkRounding = Annotated[str, typer.Option(help="Interval size rounding: ceil, o
 KList = Annotated[str, typer.Option(help="RsCIN window sizes (VisA: 1,8,9; 0 disables).")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")]
 JsonOut = Annotated[Path | None, typer.Option("--json", help="Write the figures (fractions) to this file.")]
+Tiles = Annotated[int, typer.Option("--tiles", help="Tiles per side scored besides the whole image; 0 = none.")]
+TileSize = Annotated[int, typer.Option(help="Instead of --tiles: tile side in image pixels (native tiles).")]
+TileMode = Annotated[str, typer.Option(help="position (each tile against the same tile) or pooled (against all).")]
+TileOverlap = Annotated[float, typer.Option(help="Tile overlap, as a fraction of a tile's side on each side.")]
+TileHalo = Annotated[int, typer.Option(help="position mode: patches a reference's tile is widened by.")]
+TileResolution = Annotated[int, typer.Option(help="Longer side images are resized to before tiling; 0 = native.")]
+CareMask = Annotated[
+    Path | None,
+    typer.Option(help="Care area: a PNG over the images (same aspect) whose non-black pixels alone make image scores."),
+]
 
 
 def build_backbone(
@@ -44,6 +56,29 @@ def build_backbone(
         layers=int_list(layers, "--layers") if layers else default_layers,
         weights=weights,
     ).to(device)
+
+
+def care_area(path: Path | None, image: Path) -> CareArea | None:
+    """The ``--care-mask`` area (None: the whole image), its aspect checked against ``image``'s."""
+    if path is None:
+        return None
+    try:
+        care = CareArea.from_png(path)
+        with Image.open(image) as opened:
+            care.check_frame(opened.size)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--care-mask") from None
+    return care
+
+
+def tile_settings(grid: int, size: int, mode: str, overlap: float, halo: int, resolution: int) -> TileSettings:
+    """Tile settings from the tile options, each checked with the option's name in the error."""
+    options = {"grid": "--tiles", "tile_size": "--tile-size", "mode": "--tile-mode", "overlap": "--tile-overlap"}
+    try:
+        return TileSettings(grid, size, overlap, halo, mode, resolution)
+    except SettingError as error:
+        option = options.get(error.keys[0], f"--tile-{error.keys[0]}")
+        raise typer.BadParameter(error.message, param_hint=option) from None
 
 
 def musc_settings(r_list: str, topmin_max: float, topk_rounding: str, k_list: str) -> MuscSettings:

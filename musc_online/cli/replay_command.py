@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from musc_online.cli.common import clean_errors, metrics_table, pick_device
 from musc_online.cli.options import (
     BackboneName,
+    CareMask,
     Device,
     JsonOut,
     KList,
@@ -20,11 +22,19 @@ from musc_online.cli.options import (
     RList,
     Root,
     Size,
+    TileHalo,
+    TileMode,
+    TileOverlap,
+    TileResolution,
+    Tiles,
+    TileSize,
     TopkRounding,
     TopminMax,
     Weights,
     build_backbone,
+    care_area,
     musc_settings,
+    tile_settings,
     write_json,
 )
 from musc_online.cli.stream_replay import STREAM_NAMES, StreamRun, replay_stress_stream
@@ -83,6 +93,13 @@ def replay_command(
     ] = 0.0,
     compare_batch: Annotated[bool, typer.Option(help="Also score the set as one batch, for comparison.")] = False,
     micro_batch: Annotated[int, typer.Option(help="Frames per backbone pass.")] = 1,
+    care_mask: CareMask = None,
+    tiles: Tiles = 0,
+    tile_size: TileSize = 0,
+    tile_mode: TileMode = "position",
+    tile_overlap: TileOverlap = 0.125,
+    tile_halo: TileHalo = 2,
+    tile_resolution: TileResolution = 0,
     r_list: RList = "1,3,5",
     topmin_max: TopminMax = 0.3,
     topk_rounding: TopkRounding = "ceil",
@@ -109,21 +126,26 @@ def replay_command(
             admission=admit,
             anchor=anchor,
             musc=musc,
+            tiles=tile_settings(tiles, tile_size, tile_mode, tile_overlap, tile_halo, tile_resolution),
         )
+        care = care_area(care_mask, list_samples(root, layout, category, "test")[0].path) if care_mask else None
         if stream:
             stream_run = StreamRun(stream, length, seed, operator_corrects, records, timeline, json_out)
             replay_stress_stream(
                 stream_run,
                 root,
                 category,
+                layout,
                 settings,
                 build_backbone(backbone, size, layers, weights, pick_device(device)),
+                care,
             )
             return
         torch_device = pick_device(device)
         model = build_backbone(backbone, size, layers, weights, torch_device)
         samples = list_samples(root, layout, category, "test")
         scorer = OnlineScorer(model, settings, torch_device)
+        scorer.care_area = care
         if judges:
             paths = images_in(judges)
             with tqdm(total=len(paths), desc="judges", unit="img") as bar:
@@ -136,7 +158,7 @@ def replay_command(
             result = replay(scorer, frames, operator, micro_batch, progress=bar.update)
         rows = {"online": result.metrics}
         if compare_batch:
-            batch = evaluate_category(samples, model, musc, torch_device)
+            batch = evaluate_category(samples, model, musc, torch_device, care=care, tiles=settings.tiles)
             rows["batch"] = batch.metrics
 
     console = Console()
@@ -161,6 +183,8 @@ def replay_command(
                     "seed": seed,
                     "operator_corrects": operator_corrects,
                     "micro_batch": micro_batch,
+                    "care_mask": str(care_mask) if care_mask else None,
+                    "tiles": asdict(settings.tiles) if settings.tiles.enabled else None,
                     "device": str(torch_device),
                 },
                 **rows,

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from musc_online.batch import score_batch, upsample
-from musc_online.msm import distances_from_similarity, interval_mean, interval_size, query_similarity
+from musc_online.batch import score_patches
 from musc_online.online.calibration import Calibration
+from musc_online.online.maps import frame_maps
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.window import RollingWindow
+from musc_online.tiling.batch import tiled_patch_maps
+from musc_online.tiling.views import FrameViews
 
 
 @dataclass(frozen=True)
@@ -43,20 +45,16 @@ def prepare_judges(
         raise ValueError(f"{len(images)} images but {len(ids)} ids")
     if not images:
         return []
-    layer_batches, feature_batches = [], []
+    views = []
     for start in range(0, len(images), batch_size):
-        out = scorer.backbone.extract(list(images[start : start + batch_size]), scorer.device)
-        layer_batches.append([m.float() for m in out.patch_features])
-        feature_batches.append(out.image_features.float())
+        views.extend(scorer.views.extract(images[start : start + batch_size], scorer.device))
         if progress:
-            progress(len(out.image_features))
-    layer_maps = [torch.cat(parts) for parts in zip(*layer_batches, strict=True)]
-    image_features = torch.cat(feature_batches)
-    scores = _mutual_scores(scorer, layer_maps, image_features)
+            progress(len(images[start : start + batch_size]))
+    scores = _mutual_scores(scorer, views)
     candidates = []
-    for i, (judge_id, score) in enumerate(zip(ids, scores, strict=True)):
-        sets, grids = scorer.scoring_sets([m[i : i + 1] for m in layer_maps])
-        candidates.append(JudgeCandidate(judge_id, image_features[i], sets, grids, score))
+    for view, judge_id, score in zip(views, ids, scores, strict=True):
+        sets, grids = scorer.scoring_sets(view.layer_maps, view.tile_maps)
+        candidates.append(JudgeCandidate(judge_id, view.image_feature.float(), sets, grids, score))
     return candidates
 
 
@@ -113,15 +111,19 @@ def change_product(scorer: OnlineScorer, images: Sequence[np.ndarray], ids: Sequ
     return add_judges(scorer, candidates)
 
 
-def _mutual_scores(scorer: OnlineScorer, layer_maps: list[torch.Tensor], image_features: torch.Tensor) -> list[float]:
-    """Scores of seed judges against each other (batch MuSc, same scale as frame scores)."""
-    count = image_features.shape[0]
+def _mutual_scores(scorer: OnlineScorer, views: Sequence[FrameViews]) -> list[float]:
+    """Scores of seed judges against each other (batch MuSc, tiled as the scorer tiles, on frame scores' scale)."""
+    count = len(views)
     if count < 2:
         return [0.0] * count
-    batch = score_batch(layer_maps, image_features, scorer.backbone.image_size, scorer.settings.musc)
-    similarity = image_features.cpu() @ image_features.cpu().T
-    rescored = scorer.rscin_rows(batch.image_scores.float(), similarity, batch.image_scores.float())
-    return [float(s) for s in rescored]
+    musc = scorer.settings.musc
+    maps = score_patches([torch.cat(parts).float() for parts in zip(*(v.layer_maps for v in views), strict=True)], musc)
+    if scorer.views.layout is not None:
+        tile_layers = [torch.stack(parts).float() for parts in zip(*(v.tile_maps for v in views), strict=True)]
+        maps = tiled_patch_maps(maps, tile_layers, scorer.views.layout, musc, scorer.settings.tiles)
+    scores = torch.tensor([scorer.image_score(patch_map) for patch_map in maps]).float()
+    image_features = torch.stack([v.image_feature.float().cpu() for v in views])
+    return [float(s) for s in scorer.rscin_rows(scores, image_features @ image_features.T, scores)]
 
 
 def judges_opinion(
@@ -137,12 +139,4 @@ def judges_opinion(
     judge_ids = [judge_id for judge_id, _ in found if judge_id != exclude][: scorer.settings.judges_per_frame]
     if not judge_ids:
         return None
-    musc = scorer.settings.musc
-    k = interval_size(len(judge_ids), musc.topmin_max, musc.topk_rounding)
-    finest = max(grids, key=lambda hw: hw[0] * hw[1])
-    total = torch.zeros(finest, dtype=torch.float64, device=scorer.device)
-    for query, references, grid in zip(sets, scorer.judges.patch_features(judge_ids), grids, strict=True):
-        distances = distances_from_similarity(query_similarity(query, references, musc.block_elements))
-        total += upsample(interval_mean(distances, k, dim=0).view(1, *grid).double(), finest)[0]
-    size = (scorer.backbone.image_size, scorer.backbone.image_size)
-    return float(upsample((total / len(sets)).cpu()[None], size).max())
+    return scorer.image_score(frame_maps(scorer, sets, grids, judge_ids, [], voting=False).fused)

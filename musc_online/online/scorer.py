@@ -5,14 +5,14 @@ the reference set R = the window's voters + the judges most like x (FAISS over i
 the window is young, judges fill it up. RsCIN then averages x's score with its nearest neighbours among
 voters and judges, and the threshold band turns the score into ok / unsure / defect.
 
-The scorer holds state and scores; operators' corrections act on it through ``corrections``, and
-``persistence`` saves and restores it. It holds no sockets, files or database: the daemon and
-``replay`` drive it.
+The scorer holds state and scores; operators' corrections act on it through ``corrections``, and ``persistence``
+saves and restores it. It holds no sockets, files or database: the daemon and ``replay`` drive it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -20,16 +20,20 @@ import torch
 from musc_online.backbones import Backbone
 from musc_online.batch import upsample
 from musc_online.lnamd import lnamd
-from musc_online.msm import compute_dtype, distances_from_similarity, interval_mean, interval_size, query_similarity
+from musc_online.msm import compute_dtype
 from musc_online.online.bank import FeatureBank
 from musc_online.online.calibration import Calibration
 from musc_online.online.decision import Decision, NearestDefect, combine_opinions
 from musc_online.online.guard import nearest_known_defect
 from musc_online.online.history import FrameHistory, FrameRecord
+from musc_online.online.maps import FrameMaps, frame_maps
 from musc_online.online.settings import OnlineSettings
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy
 from musc_online.online.window import RollingWindow
+from musc_online.roi import CareArea, care_max, care_only
 from musc_online.rscin import min_max_normalise, neighbourhood_average
+from musc_online.tiling.scoring import tile_sets
+from musc_online.tiling.views import FrameViews, ViewExtractor
 from musc_online.timing import Stopwatch
 
 SEEDS_PER_FRAME = 4  # pending seed judges scored per decided frame once they are due (30 seeds: 8 frames)
@@ -44,6 +48,7 @@ class OnlineScorer:
         self.device = torch.device(device)
         self.dtype = compute_dtype(self.device)
         self.window = RollingWindow(settings.window, self.device, self.dtype)
+        self.views = ViewExtractor(backbone, settings.tiles)
         self.judges: FeatureBank | None = None
         self.defects: FeatureBank | None = None
         self.calibration = Calibration(settings)
@@ -52,6 +57,7 @@ class OnlineScorer:
         self.counts = {"frames": 0, "ok": 0, "unsure": 0, "defect": 0, "provisional": 0}
         self.next_frame = 0
         self.grids: list[tuple[int, int]] = []  # the scoring sets' grids, known once a frame was scored
+        self.care_area: CareArea | None = None  # only its pixels make the image score (see ``roi``)
 
     # ----------------------------------------------------------------------------------------- features
     @property
@@ -67,15 +73,21 @@ class OnlineScorer:
             "image_size": self.backbone.image_size,
             "layers": list(self.backbone.layers),
             "r_list": list(self.settings.musc.r_list),
+            **({"tiles": asdict(self.settings.tiles)} if self.settings.tiles.enabled else {}),
         }
 
-    def scoring_sets(self, layer_maps: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-        """LNAMD features of one image for every (degree, layer), (P_s, C_s) each, with their grids."""
+    def scoring_sets(
+        self, layer_maps: Sequence[torch.Tensor], tile_maps: Sequence[torch.Tensor] | None = None
+    ) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+        """LNAMD features of one image for every (degree, layer), (P_s, C_s) each, with their grids; with tiles, as
+        many tile sets follow in the same order, (T * P_s, C_s) each (``tiling.scoring``)."""
         sets, grids = [], []
         for r in self.settings.musc.r_list:
             for layer in layer_maps:
                 sets.append(lnamd(layer.to(self.device), r)[0].to(self.dtype))
                 grids.append(tuple(layer.shape[-2:]))
+        for r in self.settings.musc.r_list if tile_maps is not None else ():
+            sets.extend(tile_sets(layer.to(self.device), r).to(self.dtype) for layer in tile_maps)
         return sets, grids
 
     def ensure_banks(self, image_feature: torch.Tensor) -> None:
@@ -102,13 +114,11 @@ class OnlineScorer:
             raise ValueError(f"{len(images)} images but {len(frame_ids)} frame ids")
         ids = self._claim_ids(frame_ids)
         watch = Stopwatch(self.device)
-        out = self.backbone.extract(list(images), self.device)
+        views = self.views.extract(images, self.device)
         backbone_ms = 1e3 * watch.lap("backbone") / len(images)
         decisions = []
-        for i, (image, frame_id) in enumerate(zip(images, ids, strict=True)):
-            decision = self._decide(
-                frame_id, [m[i : i + 1] for m in out.patch_features], out.image_features[i].float(), image.shape[:2]
-            )
+        for image, frame_id, view in zip(images, ids, views, strict=True):
+            decision = self._decide(frame_id, view, image.shape[:2])
             decision.timings_ms = {"backbone": backbone_ms, **decision.timings_ms}
             decision.timings_ms["total"] += backbone_ms
             decisions.append(decision)
@@ -120,10 +130,12 @@ class OnlineScorer:
         layer_maps: Sequence[torch.Tensor],
         image_feature: torch.Tensor,
         image_size: tuple[int, int],
+        tile_maps: Sequence[torch.Tensor] | None = None,
     ) -> Decision:
-        """Decide a frame from its backbone features: per-layer (1, C, H, W) maps and its image feature (seed
-        judges are left to the caller, as in ``score_many``)."""
-        return self._decide(self._claim_ids([frame_id])[0], layer_maps, image_feature, image_size)
+        """Decide a frame from its backbone features: per-layer (1, C, H, W) maps, its image feature and, with tiles
+        on, per-layer (T, C, H, W) tile maps (seed judges are left to the caller, as in ``score_many``)."""
+        view = FrameViews(list(layer_maps), None if tile_maps is None else list(tile_maps), image_feature)
+        return self._decide(self._claim_ids([frame_id])[0], view, image_size)
 
     def knows(self, frame_id: str) -> bool:
         """True when the scorer still holds the frame's features (recent, voting, a judge or a known defect)."""
@@ -136,9 +148,9 @@ class OnlineScorer:
     def frame_record(self, image: np.ndarray, score: float, label: str) -> FrameRecord:
         """The features of a frame decided earlier, extracted afresh from its picture (the same pixels give the
         same features). Reads no scorer state: run it without holding the scorer, then remember it in ``history``."""
-        out = self.backbone.extract([image], self.device)
-        sets, _ = self.scoring_sets(out.patch_features)
-        return FrameRecord(sets, out.image_features[0].float().to(self.device), score, label)
+        view = self.views.extract([image], self.device)[0]
+        sets, _ = self.scoring_sets(view.layer_maps, view.tile_maps)
+        return FrameRecord(sets, view.image_feature.float().to(self.device), score, label)
 
     def _claim_ids(self, frame_ids: Sequence[str | None]) -> list[str]:
         """Final ids for a batch (None gets a numbered one); ValueError, changing nothing, for an id seen before."""
@@ -168,23 +180,6 @@ class OnlineScorer:
         spare_judges = len(self.judges) - sum(j in self.window for j in self.judges.ids()) if self.judges else 0
         return self.settings.window + min(self.settings.judges_per_frame, spare_judges)
 
-    def _reference_similarity(self, sets: list[torch.Tensor], judge_ids: list[str]) -> list[torch.Tensor]:
-        """Per scoring set, (R, P) largest inner products from the frame's patches to each reference."""
-        voters = self.window.slots()
-        judge_sets = self.judges.patch_features(judge_ids) if judge_ids else None
-        block = self.settings.musc.block_elements
-        out = []
-        for s, query in enumerate(sets):
-            parts = []
-            if len(voters):
-                buffer = self.window.buffers[s]
-                refs = buffer if self.window.full else buffer.index_select(0, voters)
-                parts.append(query_similarity(query, refs, block))
-            if judge_sets is not None:
-                parts.append(query_similarity(query, judge_sets[s], block))
-            out.append(torch.cat(parts))
-        return out
-
     def rscin_rows(self, own: torch.Tensor, similarity: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """RsCIN for query rows: ``similarity`` (Q, R) to references with ``scores`` (R,) (queries included)."""
         if 0 in self.settings.musc.k_list:
@@ -196,33 +191,38 @@ class OnlineScorer:
     def _decide(
         self,
         frame_id: str,
-        layer_maps: Sequence[torch.Tensor],
-        image_feature: torch.Tensor,
+        view: FrameViews,
         image_size: tuple[int, int],
     ) -> Decision:
         """Score, decide and (per the admission policy) admit one frame whose id was claimed."""
         watch = Stopwatch(self.device)
-        image_feature = image_feature.reshape(-1).float().to(self.device)
+        image_feature = view.image_feature.reshape(-1).float().to(self.device)
         self.ensure_banks(image_feature)
-        sets, grids = self.scoring_sets(layer_maps)
+        sets, grids = self.scoring_sets(view.layer_maps, view.tile_maps)
         watch.lap("lnamd")
 
         judge_ids = self._pick_judges(image_feature)
         voters = len(self.window)
-        patch_map, judges_map, references, normal_best = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
+        maps = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
+        references = maps.references
         watch.lap("msm")
 
-        raw = self._image_score(patch_map) if references else 0.0
-        judge_score = None if judges_map is None else self._image_score(judges_map)
+        raw = self.image_score(maps.fused) if references else 0.0
+        judge_score = None if maps.fused_judges is None else self.image_score(maps.fused_judges)
         score = self.rescore(raw, image_feature, judge_ids)
         watch.lap("rscin")
 
         band = self.calibration.band()
         nearest = None
         if references:
-            maps = (patch_map, judges_map)
             nearest = nearest_known_defect(
-                self.defects, self.settings.defect_match, image_feature, sets, grids, normal_best, maps
+                self.defects,
+                self.settings.defect_match,
+                image_feature,
+                sets[: len(grids)],
+                grids,
+                maps.normal_best,
+                (care_only(maps.patch_map, self.care_area), care_only(maps.judges_map, self.care_area)),
             )
         label, opinions = self._opinions(band.decide(score), judge_score, nearest)
         steady = references >= self.steady_references()
@@ -243,7 +243,7 @@ class OnlineScorer:
             label=label,
             band=band,
             provisional=provisional,
-            patch_scores=patch_map.float().cpu().numpy(),
+            patch_scores=maps.fused.float().cpu().numpy(),
             image_size=tuple(int(v) for v in image_size),
             references={"voters": voters, "judges": len(judge_ids)},
             nearest_defect=nearest,
@@ -253,9 +253,11 @@ class OnlineScorer:
             opinions=opinions,
         )
 
-    def _image_score(self, patch_map: torch.Tensor) -> float:
-        """An image's score: the maximum of its patch map upsampled to the input size (as batch MuSc takes it)."""
-        return float(upsample(patch_map[None], (self.backbone.image_size, self.backbone.image_size)).max())
+    def image_score(self, patch_map: torch.Tensor) -> float:
+        """An image's score: the maximum of its patch map upsampled to the input size (or to the stitched map's own
+        size where tiles make it larger), over the care area if any."""
+        size = tuple(max(self.backbone.image_size, side) for side in patch_map.shape)
+        return float(care_max(upsample(patch_map[None], size)[0], self.care_area))
 
     def score_due_seeds(self, frames: int, limit: int | None = None) -> int:
         """Score the seed judges due after ``frames`` more decided frames (``Calibration.seeds_due``):
@@ -277,7 +279,7 @@ class OnlineScorer:
             image_feature = self.judges.image_features([judge_id])[0].to(self.device)
             sets = [features[0].to(self.device, self.dtype) for features in self.judges.patch_features([judge_id])]
             judge_ids = self._pick_judges(image_feature, exclude=judge_id)
-            raw = self._image_score(self._msm(sets, self.grids, judge_ids, [])[0])
+            raw = self.image_score(self._msm(sets, self.grids, judge_ids, []).fused)
             self.calibration.add_steady(judge_id, self.rescore(raw, image_feature, judge_ids))
 
     def _judge_rows(self, judge_ids: list[str]) -> list[int]:
@@ -288,32 +290,9 @@ class OnlineScorer:
 
     def _msm(
         self, sets: list[torch.Tensor], grids: list[tuple[int, int]], judge_ids: list[str], judge_rows: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor | None, int, list[torch.Tensor]]:
-        """Mean MSM patch map over the scoring sets on the finest grid against all references (voters and judges),
-        the same against the ``judge_rows`` alone (None without any: the judges' own opinion), the reference
-        count, and per set each patch's best similarity to any reference (for the known-defect guard). All come
-        from the same similarity blocks: the judges' opinion costs one more interval mean per set.
-        """
-        finest = max(grids, key=lambda hw: hw[0] * hw[1])
-        references = len(self.window) + len(judge_ids)
-        if references == 0:
-            return torch.zeros(finest, dtype=torch.float64), None, 0, []
-        musc = self.settings.musc
-        k = interval_size(references, musc.topmin_max, musc.topk_rounding)
-        k_judges = interval_size(len(judge_rows), musc.topmin_max, musc.topk_rounding) if judge_rows else 0
-        rows = torch.tensor(judge_rows, dtype=torch.long, device=self.device)
-        total = torch.zeros(finest, dtype=torch.float64, device=self.device)
-        judged = torch.zeros_like(total)
-        normal_best = []
-        for similarity, grid in zip(self._reference_similarity(sets, judge_ids), grids, strict=True):
-            normal_best.append(similarity.max(dim=0).values)
-            distances = distances_from_similarity(similarity)
-            total += upsample(interval_mean(distances, k, dim=0).view(1, *grid).double(), finest)[0]
-            if judge_rows:
-                by_judges = interval_mean(distances.index_select(0, rows), k_judges, dim=0)
-                judged += upsample(by_judges.view(1, *grid).double(), finest)[0]
-        judges_map = (judged / len(sets)).cpu() if judge_rows else None
-        return (total / len(sets)).cpu(), judges_map, references, normal_best
+    ) -> FrameMaps:
+        """The frame's maps against all its references and against the ``judge_rows`` alone (``online.maps``)."""
+        return frame_maps(self, sets, grids, judge_ids, judge_rows)
 
     def rescore(self, raw: float, image_feature: torch.Tensor, judge_ids: Sequence[str] = ()) -> float:
         """Online RsCIN of one frame's raw score over itself, the window's voters and the given judges."""

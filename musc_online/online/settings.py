@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from musc_online.settings import (
     MuscSettings,
     SettingError,
+    TileSettings,
     at_least,
     between,
     check_fields,
@@ -99,6 +100,7 @@ class OnlineSettings:
     )
     musc: MuscSettings = field(default_factory=MuscSettings)
     thresholds: ThresholdSettings = field(default_factory=ThresholdSettings)
+    tiles: TileSettings = field(default_factory=TileSettings)
 
     def __post_init__(self) -> None:
         check_fields(self)

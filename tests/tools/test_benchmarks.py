@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 POSTGRES_ENV = "TEST_POSTGRES_URL"  # an admin URL of a PostgreSQL server (tests/conftest.py, .ci/run)
@@ -145,12 +147,14 @@ def test_bench_plant_tiny_run(tmp_path):
 
 @pytest.mark.realdata
 def test_bench_streams_tiny_run(tmp_path, mvtec_root):
-    """Two short streams through the three scorers, with a Markdown table and a timeline."""
+    """Two short streams through the three scorers, with the hindsight bound, a Markdown table and a timeline."""
     out = tmp_path / "s.json"
     result = _run(
         "bench_streams.py",
-        "--root",
-        str(mvtec_root),
+        "--data",
+        str(mvtec_root.parent),
+        "--categories",
+        "bottle",
         "--streams",
         "rate10",
         "bad_batch",
@@ -168,12 +172,13 @@ def test_bench_streams_tiny_run(tmp_path, mvtec_root):
         str(tmp_path / "t"),
     )
     assert result.returncode == 0, result.stderr
-    streams = json.loads(out.read_text())["streams"]
+    streams = json.loads(out.read_text())["categories"]["bottle"]
     assert set(streams) == {"rate10", "bad_batch"}
     runs = streams["bad_batch"]
     assert {"paper", "earlier", "earlier + operator", "today", "today + operator"} <= set(runs)
-    assert all(0 <= r["escapes_per_1000"] <= 1000 for k, r in runs.items() if k != "description")
-    assert "| bad_batch | today |" in out.with_suffix(".md").read_text()
+    figures = [r for k, r in runs.items() if k != "description"]
+    assert all(r["hindsight_escapes_per_1000"] >= 0 for r in figures)
+    assert "| bottle | bad_batch | today |" in out.with_suffix(".md").read_text()
     assert (tmp_path / "t" / "bottle_bad_batch.png").stat().st_size > 0
 
 
@@ -193,3 +198,57 @@ def test_bench_store_tiny_run(tmp_path, server):
     assert figures["outcomes"]["status:decided"] + figures["outcomes"]["status:refused"] == 3000
     for phase, names in (("before_sql_ms", {"counts", "queue", "mark_lookups"}), ("after_call_ms", {"mark"})):
         assert names <= set(figures[phase]) and all(figures[phase][n]["runs"] == 2 for n in names)
+
+
+def _three_made_up_categories(data: Path) -> Path:
+    """bottle, screw (no masks) and metal_plate in the real ones' places: 4 good and 2 defective 40 px images each."""
+    rng = np.random.default_rng(0)
+    for dataset, category, masks in (
+        ("mvtec_ad", "bottle", True),
+        ("mvtec_ad", "screw", False),
+        ("mpdd", "metal_plate", True),
+    ):
+        folder = data / dataset / category
+        for kind, count in (("good", 4), ("defective", 2)):
+            (folder / "test" / kind).mkdir(parents=True)
+            for i in range(count):
+                picture = rng.integers(100, 130, (40, 40, 3), dtype=np.uint8)
+                mask = np.zeros((40, 40), np.uint8)
+                mask[5 + 10 * i : 12 + 10 * i, 8:20] = 255 if kind == "defective" else 0
+                picture[mask > 0] = 250
+                Image.fromarray(picture).save(folder / "test" / kind / f"{i:03d}.png")
+                if masks and kind == "defective":
+                    (folder / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(mask).save(folder / "ground_truth" / kind / f"{i:03d}_mask.png")
+    return data
+
+
+def test_bench_categories_tiny_run(tmp_path):
+    """Three made-up categories in the real ones' places: one table row each, screw's pixel figures n/a."""
+    _three_made_up_categories(tmp_path / "data")
+    out = tmp_path / "c.json"
+    args = ("--data", str(tmp_path / "data"), "--backbone", "test_random_vit", "--size", "32", "--json", str(out))
+    result = _run("bench_categories.py", *args)
+    assert result.returncode == 0, result.stderr
+    categories = json.loads(out.read_text())["categories"]
+    assert list(categories) == ["bottle", "screw", "metal_plate"]
+    assert categories["screw"]["pixel_auroc"] is None and categories["screw"]["recall_by_size"] is None
+    assert [b["regions"] for b in categories["metal_plate"]["recall_by_size"]["bins"]] == [1, 1, 0]
+    screw_row = next(line for line in result.stdout.splitlines() if line.startswith("| screw |"))
+    assert screw_row.count("n/a") == 6  # pixel AUROC, pixel AP, PRO and the three recall thirds
+
+
+def test_bench_tiles_tiny_run(tmp_path):
+    """Untiled and tiled runs of every category, with the cost of each as a multiple of the untiled one."""
+    data = _three_made_up_categories(tmp_path / "data")
+    out = tmp_path / "t.json"
+    args = ("--data", str(data), "--backbone", "test_random_vit", "--size", "32", "--json", str(out))
+    result = _run("bench_tiles.py", *args)
+    assert result.returncode == 0, result.stderr
+    categories = json.loads(out.read_text())["categories"]
+    assert list(categories["bottle"]) == ["untiled", "2x2 position", "3x3 position"]
+    assert categories["screw"]["2x2 pooled"]["tiles"]["mode"] == "pooled"
+    assert categories["screw"]["2x2 pooled"]["recall_by_size"] is None
+    assert categories["metal_plate"]["3x3 position"]["recall_by_size"]["bins"][0]["regions"] == 1
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| bottle |")]
+    assert len(rows) == 3 and rows[0].endswith("| 1.0 |")  # the untiled run costs 1.0 x itself
