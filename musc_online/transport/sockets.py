@@ -195,11 +195,15 @@ def connect_control(
 
 
 def send_parts(sock: zmq.Socket, parts: list[bytes], timeout_ms: int | None = None) -> bool:
-    """Send a multipart message; False when no room opened within ``timeout_ms`` (None: wait as long as it takes)."""
+    """Send a multipart message; False when no room opened within ``timeout_ms`` (None: wait as long as it takes).
+
+    With a timeout the send after the poll does not block: the room the poll saw can go between the two (a peer
+    whose CURVE handshake is refused drops its pipe), and a blocking send would then wait forever.
+    """
     try:
         if timeout_ms is not None and not sock.poll(timeout_ms, zmq.POLLOUT):
             return False
-        sock.send_multipart(parts, copy=False)
+        sock.send_multipart(parts, flags=0 if timeout_ms is None else zmq.NOBLOCK, copy=False)
     except zmq.Again:  # the socket's own SNDTIMEO ran out
         return False
     return True
