@@ -120,11 +120,6 @@ class CareArea:
         return veil
 
 
-def care_max(pixels: Any, care: CareArea | None) -> Any:
-    """The maximum of an (H, W) map of the whole frame (numpy or torch) over the care area (all of it without one)."""
-    return pixels.max() if care is None else pixels[care.at(*pixels.shape[-2:])].max()
-
-
 def care_only(pixels: Any, care: CareArea | None) -> Any:
     """A copy of an (H, W) map of the whole frame (numpy or torch) with every cell outside the care area at minus
     infinity, so that its highest cell lies in the care area (None: the map as it is)."""

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from musc_online.batch import assemble_scores
-from musc_online.roi import CareArea, care_fingerprint, care_max, care_only, care_text
+from musc_online.roi import CareArea, care_fingerprint, care_only, care_text
 
 
 def _png(path, array: np.ndarray):
@@ -43,13 +43,11 @@ def test_polygons_are_drawn_in_frame_pixels_and_their_union_is_the_care_area():
     assert care.at(2, 8).shape == (2, 8)  # any map of the whole frame, not only squares
 
 
-def test_the_maximum_counts_only_the_care_area_on_numpy_torch_and_batch_scores():
+def test_the_maximum_counts_only_the_care_area_of_batch_scores():
     care = CareArea.from_polygons([[[0, 0], [50, 0], [50, 100], [0, 100]]], (100, 100))  # the left half
     pixels = np.zeros((4, 4))
     pixels[0, 3] = 9.0  # outside
     pixels[2, 1] = 2.0  # inside
-    assert care_max(pixels, care) == 2.0 and care_max(pixels, None) == 9.0
-    assert float(care_max(torch.from_numpy(pixels), care)) == 2.0
     patch_maps = torch.from_numpy(np.stack([pixels, pixels * 0.5]))
     scores = assemble_scores(patch_maps, torch.eye(2), 4, care=care)
     assert scores.image_scores.tolist() == [2.0, 1.0]

@@ -57,7 +57,7 @@ class Backbone(nn.Module):
         """Preprocess and run a batch of images on ``device`` (in half precision on CUDA, for speed)."""
         device = torch.device(device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
-            return self(self.preprocess(images).to(device))
+            return self(self.preprocess(images).to(device, non_blocking=True))  # no wait for queued work
 
 
 def checked_layers(layers: Sequence[int], valid: range, what: str) -> tuple[int, ...]:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from musc_online.atomic import replaced_folder, restored
 from musc_online.backbones import canonical_backbone
+from musc_online.device import to_device
 
 from . import faiss_index
 
@@ -166,14 +167,14 @@ class FeatureBank:
     def image_features(self, ids: Sequence[str] | None = None) -> torch.Tensor:
         """(n, D) float32 image features on the bank's device, for ``ids`` in order (default: all, insertion order):
         one gather, no host copy."""
-        rows = torch.tensor(self._rows(self.ids() if ids is None else ids), dtype=torch.long, device=self.device)
+        rows = to_device(self._rows(self.ids() if ids is None else ids), torch.long, self.device)
         return self._images.index_select(0, rows)
 
     def patch_features(self, ids: Sequence[str]) -> list[torch.Tensor]:
         """Per scoring set, the (len(ids), P_s, C_s) patch features of ``ids`` in that order, on the bank's device."""
         if not self._patch_shapes:
             raise ValueError("this bank holds no patch features (its items were added without them)")
-        rows = torch.tensor(self._rows(ids), dtype=torch.long, device=self.device)
+        rows = to_device(self._rows(ids), torch.long, self.device)
         return [store.index_select(0, rows) for store in self._patches]
 
     def search(self, query: torch.Tensor | np.ndarray, k: int) -> list[list[tuple[str, float]]]:

@@ -44,9 +44,8 @@ def nearest_known_defect(
     for defect_id, similarity in defects.search(image_feature.cpu(), CANDIDATES)[0]:
         if similarity < defect_match:
             break
-        defect_sets = [
-            p[0].to(s.device, s.dtype) for p, s in zip(defects.patch_features([defect_id]), sets, strict=True)
-        ]
+        stored = defects.patch_features([defect_id])[: len(sets)]  # a tiled frame's tile sets follow its own
+        defect_sets = [p[0].to(s.device, s.dtype) for p, s in zip(stored, sets, strict=True)]
         if any(_flaw_matches(sets, grids, normal_best, defect_sets, focus) for focus in foci):
             return NearestDefect(defect_id, defects.label(defect_id), float(similarity))
     return None

@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 
 from musc_online.batch import upsample
+from musc_online.device import to_device
 from musc_online.msm import distances_from_similarity, interval_mean, interval_size, query_similarity
 from musc_online.online.bank import FeatureBank
 from musc_online.online.settings import OnlineSettings
@@ -35,7 +36,7 @@ class References(Protocol):
 
 @dataclass
 class FrameMaps:
-    """What MSM gives for one frame (maps on the CPU, float64)."""
+    """What MSM gives for one frame (maps float64 on the scorer's device: nothing is copied to the host here)."""
 
     patch_map: torch.Tensor  # the whole frame's map on its finest grid, against all references
     judges_map: torch.Tensor | None  # the same against the judges alone (None without any)
@@ -81,12 +82,12 @@ def frame_maps(
     finest = max(grids, key=lambda hw: hw[0] * hw[1])
     references = len(refs.window) * voting + len(judge_ids)
     if references == 0:
-        empty = torch.zeros(finest, dtype=torch.float64)
+        empty = torch.zeros(finest, dtype=torch.float64, device=refs.device)
         return FrameMaps(empty, None, 0, [], empty, None)
     musc = refs.settings.musc
     k = interval_size(references, musc.topmin_max, musc.topk_rounding)
     k_judges = interval_size(len(judge_rows), musc.topmin_max, musc.topk_rounding) if judge_rows else 0
-    rows = torch.tensor(judge_rows, dtype=torch.long, device=refs.device)
+    rows = to_device(judge_rows, torch.long, refs.device)
     blocks = reference_blocks(refs, judge_ids, len(sets), voting)
     total = torch.zeros(finest, dtype=torch.float64, device=refs.device)
     judged = torch.zeros_like(total)
@@ -99,8 +100,8 @@ def frame_maps(
         if judge_rows:
             by_judges = interval_mean(distances.index_select(0, rows), k_judges, dim=0)
             judged += upsample(by_judges.view(1, *grid).double(), finest)[0]
-    patch_map = (total / len(grids)).cpu()
-    judges_map = (judged / len(grids)).cpu() if judge_rows else None
+    patch_map = total / len(grids)
+    judges_map = judged / len(grids) if judge_rows else None
     if len(sets) == len(grids):
         return FrameMaps(patch_map, judges_map, references, normal_best, patch_map, judges_map)
     tiles, tiles_judged = _tile_maps(refs, sets[len(grids) :], grids, blocks[len(grids) :], k, rows, k_judges)
@@ -123,12 +124,12 @@ def _tile_maps(
     layout = refs.views.layout
     tiles = refs.settings.tiles
     finest = max(grids, key=lambda hw: hw[0] * hw[1])
-    total = torch.zeros((layout.count, *finest), dtype=torch.float64)
+    total = torch.zeros((layout.count, *finest), dtype=torch.float64, device=refs.device)
     judged = torch.zeros_like(total)
     for query, grid, parts in zip(sets, grids, blocks, strict=True):
-        columns = layout.reference_columns(grid, tiles.halo, tiles.mode)
+        columns = layout.reference_columns(grid, tiles.halo, tiles.mode, refs.device)
         distances = tile_distances(query, parts, layout.count, columns, refs.settings.musc.block_elements)
-        total += tile_maps(distances, k, grid, finest).cpu()
+        total += tile_maps(distances, k, grid, finest)
         if len(rows):
-            judged += tile_maps(distances.index_select(1, rows), k_judges, grid, finest).cpu()
+            judged += tile_maps(distances.index_select(1, rows), k_judges, grid, finest)
     return total / len(grids), judged / len(grids)

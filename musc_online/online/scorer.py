@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from musc_online.backbones import Backbone
-from musc_online.batch import upsample
 from musc_online.lnamd import lnamd
 from musc_online.msm import compute_dtype
 from musc_online.online.bank import FeatureBank
@@ -26,12 +25,12 @@ from musc_online.online.calibration import Calibration
 from musc_online.online.decision import Decision, NearestDefect, combine_opinions
 from musc_online.online.guard import nearest_known_defect
 from musc_online.online.history import FrameHistory, FrameRecord
+from musc_online.online.image_score import map_score, rescore, rscin_rows, to_host
 from musc_online.online.maps import FrameMaps, frame_maps
 from musc_online.online.settings import OnlineSettings
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy
 from musc_online.online.window import RollingWindow
-from musc_online.roi import CareArea, care_max, care_only
-from musc_online.rscin import min_max_normalise, neighbourhood_average
+from musc_online.roi import CareArea, care_only
 from musc_online.tiling.scoring import tile_sets
 from musc_online.tiling.views import FrameViews, ViewExtractor
 from musc_online.timing import Stopwatch
@@ -115,13 +114,15 @@ class OnlineScorer:
         ids = self._claim_ids(frame_ids)
         watch = Stopwatch(self.device)
         views = self.views.extract(images, self.device)
-        backbone_ms = 1e3 * watch.lap("backbone") / len(images)
-        decisions = []
-        for image, frame_id, view in zip(images, ids, views, strict=True):
-            decision = self._decide(frame_id, view, image.shape[:2])
+        watch.mark("backbone")  # read once the frames are decided: on a GPU reading it then waits for nothing
+        decisions = [
+            self._decide(frame_id, view, image.shape[:2])
+            for image, frame_id, view in zip(images, ids, views, strict=True)
+        ]
+        backbone_ms = 1e3 * watch.laps["backbone"] / len(images)
+        for decision in decisions:
             decision.timings_ms = {"backbone": backbone_ms, **decision.timings_ms}
             decision.timings_ms["total"] += backbone_ms
-            decisions.append(decision)
         return decisions
 
     def score_features(
@@ -181,12 +182,8 @@ class OnlineScorer:
         return self.settings.window + min(self.settings.judges_per_frame, spare_judges)
 
     def rscin_rows(self, own: torch.Tensor, similarity: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """RsCIN for query rows: ``similarity`` (Q, R) to references with ``scores`` (R,) (queries included)."""
-        if 0 in self.settings.musc.k_list:
-            return own
-        if self.settings.rscin_normalisation == "minmax":
-            scores = min_max_normalise(scores)
-        return neighbourhood_average(similarity, scores, self.settings.musc.k_list)
+        """RsCIN for query rows: ``similarity`` (Q, R) to references with ``scores`` (R,) (``image_score``)."""
+        return rscin_rows(self.settings, own, similarity, scores)
 
     def _decide(
         self,
@@ -194,27 +191,30 @@ class OnlineScorer:
         view: FrameViews,
         image_size: tuple[int, int],
     ) -> Decision:
-        """Score, decide and (per the admission policy) admit one frame whose id was claimed."""
+        """Score, decide and (per the admission policy) admit one frame whose id was claimed. Everything stays on
+        the scorer's device up to one copy of the scores and the map (``image_score.to_host``)."""
         watch = Stopwatch(self.device)
         image_feature = view.image_feature.reshape(-1).float().to(self.device)
         self.ensure_banks(image_feature)
         sets, grids = self.scoring_sets(view.layer_maps, view.tile_maps)
-        watch.lap("lnamd")
+        watch.mark("lnamd")
 
         judge_ids = self._pick_judges(image_feature)
         voters = len(self.window)
         maps = self._msm(sets, grids, judge_ids, self._judge_rows(judge_ids))
         references = maps.references
-        watch.lap("msm")
+        watch.mark("msm")
 
-        raw = self.image_score(maps.fused) if references else 0.0
-        judge_score = None if maps.fused_judges is None else self.image_score(maps.fused_judges)
-        score = self.rescore(raw, image_feature, judge_ids)
-        watch.lap("rscin")
+        size, care = self.backbone.image_size, self.care_area
+        raw = map_score(maps.fused, size, care) if references else maps.fused.new_zeros(())
+        judged = None if maps.fused_judges is None else map_score(maps.fused_judges, size, care)
+        scores = [raw, rescore(self, raw, image_feature, judge_ids), judged]
+        (raw, score, judge_score), patch_scores = to_host(scores, maps.fused)
+        watch.mark("rscin")
 
         band = self.calibration.band()
         nearest = None
-        if references:
+        if references and self.defects is not None and len(self.defects):  # its focus maps cost copies: only then
             nearest = nearest_known_defect(
                 self.defects,
                 self.settings.defect_match,
@@ -233,7 +233,7 @@ class OnlineScorer:
         self.counts["frames"] += 1
         self.counts[label] += 1
         self.counts["provisional"] += int(provisional)
-        watch.lap("decide")
+        watch.mark("decide")
         timings = {name: 1e3 * seconds for name, seconds in watch.laps.items()}
         timings["total"] = sum(timings.values())
         return Decision(
@@ -243,7 +243,7 @@ class OnlineScorer:
             label=label,
             band=band,
             provisional=provisional,
-            patch_scores=maps.fused.float().cpu().numpy(),
+            patch_scores=patch_scores,
             image_size=tuple(int(v) for v in image_size),
             references={"voters": voters, "judges": len(judge_ids)},
             nearest_defect=nearest,
@@ -256,8 +256,7 @@ class OnlineScorer:
     def image_score(self, patch_map: torch.Tensor) -> float:
         """An image's score: the maximum of its patch map upsampled to the input size (or to the stitched map's own
         size where tiles make it larger), over the care area if any."""
-        size = tuple(max(self.backbone.image_size, side) for side in patch_map.shape)
-        return float(care_max(upsample(patch_map[None], size)[0], self.care_area))
+        return float(map_score(patch_map, self.backbone.image_size, self.care_area))
 
     def score_due_seeds(self, frames: int, limit: int | None = None) -> int:
         """Score the seed judges due after ``frames`` more decided frames (``Calibration.seeds_due``):
@@ -285,7 +284,7 @@ class OnlineScorer:
     def _judge_rows(self, judge_ids: list[str]) -> list[int]:
         """Rows of the reference set that are judges: voters that are also judges (confirmed good), then the
         judges picked for this frame. The judges' own opinion is the frame against these rows alone."""
-        voting = [i for i, frame_id in enumerate(self.window.ids) if self.judges and frame_id in self.judges]
+        voting = [self.window.block_row(f) for f in self.window.ids if self.judges and f in self.judges]
         return voting + list(range(len(self.window), len(self.window) + len(judge_ids)))
 
     def _msm(
@@ -296,14 +295,7 @@ class OnlineScorer:
 
     def rescore(self, raw: float, image_feature: torch.Tensor, judge_ids: Sequence[str] = ()) -> float:
         """Online RsCIN of one frame's raw score over itself, the window's voters and the given judges."""
-        features = [image_feature[None], self.window.voter_image_features()]
-        scores = [torch.tensor([raw], dtype=torch.float64), self.window.voter_scores()]
-        if judge_ids:
-            features.append(self.judges.image_features(judge_ids).to(self.device))
-            scores.append(torch.tensor([self.judges.score(j) for j in judge_ids], dtype=torch.float64))
-        features = torch.cat([f for f in features if f.numel()]).float()
-        similarity = (image_feature[None] @ features.T).cpu()
-        return float(self.rscin_rows(torch.tensor([raw]), similarity, torch.cat(scores).float())[0])
+        return float(rescore(self, raw, image_feature, judge_ids))
 
     # ------------------------------------------------------------------------------------- band, window
     def _opinions(

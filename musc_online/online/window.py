@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from musc_online.device import to_device
+
 
 class RollingWindow:
     """Ring of at most ``capacity`` admitted frames, oldest first."""
@@ -44,8 +46,13 @@ class RollingWindow:
         return len(self._slots) == self.capacity
 
     def slots(self) -> torch.Tensor:
-        """Occupied slot indices, oldest first (on the device, for index_select)."""
-        return torch.tensor(list(self._slots.values()), dtype=torch.long, device=self.device)
+        """Occupied slot indices, oldest first (on the device, for index_select; copied there without a wait)."""
+        return to_device(list(self._slots.values()), torch.long, self.device)
+
+    def block_row(self, frame_id: str) -> int:
+        """A voter's row in the voters' block a frame is scored against (``maps.reference_blocks``): its slot when
+        the window is full (the buffer is used as it is), else its place among the voters, oldest first."""
+        return self._slots[frame_id] if self.full else list(self._slots).index(frame_id)
 
     def _allocate(self, features: Sequence[torch.Tensor], image_feature: torch.Tensor) -> None:
         self.buffers = [torch.zeros((self.capacity, *f.shape), dtype=self.dtype, device=self.device) for f in features]

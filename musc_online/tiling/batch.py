@@ -34,20 +34,20 @@ def tiled_patch_maps(
     grids = [tuple(layer.shape[-2:]) for layer in tile_layers]
     finest = max(grids, key=lambda hw: hw[0] * hw[1])
     k = interval_size(count - 1, settings.topmin_max, settings.topk_rounding)
-    total = torch.zeros((count, layout.count, *finest), dtype=torch.float64)
+    total = torch.zeros((count, layout.count, *finest), dtype=torch.float64, device=tile_layers[0].device)
     for r in settings.r_list:
         for layer, grid in zip(tile_layers, grids, strict=True):
             features = lnamd(layer.flatten(0, 1), r).reshape(count, -1, layer.shape[2])
             features = features.to(compute_dtype(features.device))
-            columns = layout.reference_columns(grid, tiles.halo, tiles.mode)
+            columns = layout.reference_columns(grid, tiles.halo, tiles.mode, features.device)
             for i in range(count):
                 others = [part for part in (features[:i], features[i + 1 :]) if len(part)]
                 distances = tile_distances(features[i], others, layout.count, columns, settings.block_elements)
-                total[i] += tile_maps(distances, k, grid, finest).cpu()
+                total[i] += tile_maps(distances, k, grid, finest)  # on the features' device: no copy per image
                 if progress:
                     progress(1)
     total /= len(settings.r_list) * len(tile_layers)
-    return torch.stack([fuse(global_maps[i], layout.stitch(total[i])) for i in range(count)])
+    return torch.stack([fuse(global_maps[i], layout.stitch(total[i])) for i in range(count)]).to(global_maps.device)
 
 
 def tile_steps(count: int, layers: int, settings: MuscSettings) -> int:

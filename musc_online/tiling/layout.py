@@ -81,12 +81,14 @@ class TileLayout:
             tiles.append(image[y : y + h, x : x + w])
         return tiles
 
-    def reference_columns(self, grid: Grid, halo: int, mode: str) -> list[torch.Tensor] | None:
-        """Per tile, the patches of a reference (indices into its tiles' patches, tile-major, ``grid`` each) that
-        the frame's tile is scored against: in "position" mode the same tile's and, around it, a ring ``halo``
-        patches wide taken from the tiles that reach there (what lies inside the tile is not taken twice from its
-        overlapping neighbours); None in "pooled" mode (all of them)."""
-        return None if mode == "pooled" else list(_position_columns(self, grid, halo))
+    def reference_columns(
+        self, grid: Grid, halo: int, mode: str, device: torch.device | str = "cpu"
+    ) -> list[torch.Tensor] | None:
+        """Per tile, the patches of a reference (indices into its tiles' patches, tile-major, ``grid`` each, on
+        ``device``) that the frame's tile is scored against: in "position" mode the same tile's and, around it, a ring
+        ``halo`` patches wide taken from the tiles that reach there (what lies inside the tile is not taken twice from
+        its overlapping neighbours); None in "pooled" mode (all of them)."""
+        return None if mode == "pooled" else list(_position_columns(self, grid, halo, torch.device(device)))
 
     def canvas(self, grid: Grid) -> Grid:
         """The stitched map's size when every tile's map is ``grid``: the tiles' resolution over the whole frame."""
@@ -99,26 +101,38 @@ class TileLayout:
         count, h, w = tile_maps.shape
         if count != self.count:
             raise ValueError(f"{count} tile maps for a {self.rows} x {self.cols} layout")
-        ch, cw = self.canvas((h, w))
-        out = torch.empty((ch, cw), dtype=tile_maps.dtype, device=tile_maps.device)
-        centres_down = (torch.arange(ch, dtype=torch.float64) + 0.5) / ch
-        centres_across = (torch.arange(cw, dtype=torch.float64) + 0.5) / cw
-        cell_down = (centres_down * self.rows).long().clamp_max(self.rows - 1)
-        cell_across = (centres_across * self.cols).long().clamp_max(self.cols - 1)
-        for t, ((top, tall), (left, wide)) in enumerate(self.spans()):
-            rows = (cell_down == t // self.cols).nonzero().flatten()
-            cols = (cell_across == t % self.cols).nonzero().flatten()
-            ys = 2 * (centres_down[rows] - top) / tall - 1
-            xs = 2 * (centres_across[cols] - left) / wide - 1
-            where = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None].to(tile_maps)
+        out = torch.empty(self.canvas((h, w)), dtype=tile_maps.dtype, device=tile_maps.device)
+        for t, (rows, cols, where) in enumerate(_stitch_plan(self, (h, w), tile_maps.device, tile_maps.dtype)):
             sampled = F.grid_sample(tile_maps[t][None, None], where, mode="bilinear", align_corners=False)
-            out[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = sampled[0, 0]
+            out[rows, cols] = sampled[0, 0]
         return out
 
 
 @cache
-def _position_columns(layout: TileLayout, grid: Grid, halo: int) -> tuple[torch.Tensor, ...]:
-    """``reference_columns`` for position mode (cached: one computation per layout and grid)."""
+def _stitch_plan(
+    layout: TileLayout, grid: Grid, device: torch.device, dtype: torch.dtype
+) -> tuple[tuple[slice, slice, torch.Tensor], ...]:
+    """Per tile, the rows and columns of the stitched map it fills and where they lie in the tile's ``grid`` map, as
+    ``grid_sample`` takes them (cached per layout, grid and device: stitching on a GPU copies nothing to it)."""
+    ch, cw = layout.canvas(grid)
+    centres_down = (torch.arange(ch, dtype=torch.float64) + 0.5) / ch
+    centres_across = (torch.arange(cw, dtype=torch.float64) + 0.5) / cw
+    cell_down = (centres_down * layout.rows).long().clamp_max(layout.rows - 1)
+    cell_across = (centres_across * layout.cols).long().clamp_max(layout.cols - 1)
+    plan = []
+    for t, ((top, tall), (left, wide)) in enumerate(layout.spans()):
+        rows = (cell_down == t // layout.cols).nonzero().flatten()
+        cols = (cell_across == t % layout.cols).nonzero().flatten()
+        ys = 2 * (centres_down[rows] - top) / tall - 1
+        xs = 2 * (centres_across[cols] - left) / wide - 1
+        where = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)[None].to(device, dtype)
+        plan.append((slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1), where))
+    return tuple(plan)
+
+
+@cache
+def _position_columns(layout: TileLayout, grid: Grid, halo: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """``reference_columns`` for position mode (cached: one computation and copy per layout, grid and device)."""
     h, w = grid
     spans = layout.spans()
     centres = []  # per tile's patches (tile-major, row-major): centre down, centre across, in frame fractions
@@ -132,7 +146,7 @@ def _position_columns(layout: TileLayout, grid: Grid, halo: int) -> tuple[torch.
     for t, ((top, tall), (left, wide)) in enumerate(spans):
         inside = _within(every, top, tall, left, wide, halo * tall / h, halo * wide / w)
         ring = inside & ~_within(every, top, tall, left, wide, 0.0, 0.0)  # the halo beyond the tile's own patches
-        columns.append(torch.from_numpy(np.flatnonzero((owner == t) | ring)))
+        columns.append(torch.from_numpy(np.flatnonzero((owner == t) | ring)).to(device))
     return tuple(columns)
 
 

@@ -8,6 +8,7 @@ from musc_online.backbones import create_backbone
 from musc_online.batch import score_batch, score_patches
 from musc_online.online.corrections import UnknownFrameError, confirm_defect, confirm_normal, undo
 from musc_online.online.judges import remove_judge, seed_judges
+from musc_online.online.maps import frame_maps
 from musc_online.online.persistence import export_judges, import_judges, load, save
 from musc_online.online.scorer import OnlineScorer
 from musc_online.online.settings import OnlineSettings
@@ -202,3 +203,20 @@ def test_judges_from_another_backbone_are_refused_and_nothing_changes(backbone, 
     (tmp_path / "not-a-bank.zip").write_text("hello")
     with pytest.raises(ValueError, match="not a judge bank export"):
         import_judges(scorer, tmp_path / "not-a-bank.zip")
+
+
+def test_a_voter_that_is_also_a_judge_gives_its_own_row_to_the_judges_map_after_the_ring_wraps(backbone):
+    """A full window is scored against its buffer in slot order, which after wrapping differs from admission order."""
+    frames = _frames(6, seed=3)
+    scorer = _scorer(backbone, window=3)
+    for i, (maps, feature) in enumerate(frames[:5]):
+        scorer.score_features(f"f{i}", maps, feature, (64, 64))
+    assert scorer.window.ids == ["f2", "f3", "f4"] and scorer.window.block_row("f3") != 1  # wrapped
+    image_feature, score = scorer.window.voter("f3")
+    scorer.judges.add("f3", image_feature, scorer.window.features_of("f3"), score=score)  # confirmed good, still votes
+
+    maps, _ = frames[5]
+    sets, grids = scorer.scoring_sets(maps)
+    got = frame_maps(scorer, sets, grids, [], scorer._judge_rows([])).judges_map
+    alone = frame_maps(scorer, sets, grids, ["f3"], [0], voting=False).judges_map
+    torch.testing.assert_close(got, alone)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from musc_online.backbones import create_backbone
+from musc_online.online.corrections import confirm_defect
 from musc_online.online.judges import seed_judges
 from musc_online.online.persistence import load, save
 from musc_online.online.scorer import OnlineScorer
@@ -73,3 +74,14 @@ def test_a_frame_that_cuts_into_another_grid_than_the_saved_references_is_refuse
         with pytest.raises(ValueError, match="gives 3 x 3 tiles, but this line's references were cut into 2 x 2"):
             line.score(_images(1, seed=6, side=144)[0], "odd")
         assert line.score(_images(1, seed=6)[0], "even").label in ("ok", "unsure", "defect")
+
+
+def test_a_tiled_line_names_the_confirmed_defect_a_frame_carries(backbone):
+    scorer = _scorer(backbone, TileSettings(grid=2))
+    *good, flawed = _images(5, seed=7)
+    flawed[20:40, 30:50] = 255
+    for i, image in enumerate(good):
+        scorer.score(image, f"f{i}")
+    scorer.score(flawed, "flawed")
+    confirm_defect(scorer, "flawed", "scratch")  # a tiled frame's defect is kept with its tiles' features
+    assert scorer.score(flawed.copy(), "again").nearest_defect.frame_id == "flawed"
