@@ -64,7 +64,8 @@ def bottle_good(mvtec_root):
 
 @pytest.fixture(scope="module")
 def small_backbone():
-    return create_backbone("efficientnet_lite0", image_size=256)
+    """192 px: both properties below hold with margin (AUROC 0.68 vs 1.00; false alarms 20 -> 2) at half 256's cost."""
+    return create_backbone("efficientnet_lite0", image_size=192)
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ if [[ $DRY == 1 ]]; then
   DEVICE=cpu
   PAPER=(--backbone test_random_vit)
   BATCH=(--images 4 --batch-size 2)
-  ONLINE=(--frames 3)
+  ONLINE=(--frames 3 --micro-batch 2)
   WINDOWS=(4)
   DAEMON=(--backbone test_random_vit --size 64 --window 8 --frames 8 --rate 20 --image-px 64)
   MICRO_BATCHES=(2)
