@@ -20,3 +20,10 @@ def flat_disc(size: int) -> np.ndarray:
     image = np.full((size, size, 3), 150, np.uint8)
     image[np.hypot(yy - size / 2 + 0.5, xx - size / 2 + 0.5) < 6] = 30
     return image
+
+
+def noisy_products(count: int, seed: int, side: int = 96) -> list[np.ndarray]:
+    """``count`` looks of one random product (a fixed texture) under fresh camera noise: frames of a good line."""
+    rng = np.random.default_rng(seed)
+    product = rng.integers(60, 200, (side, side, 3))
+    return [np.clip(product + rng.normal(0, 6, product.shape), 0, 255).astype(np.uint8) for _ in range(count)]

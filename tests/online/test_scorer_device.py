@@ -22,6 +22,8 @@ from musc_online.online.settings import OnlineSettings
 from musc_online.roi import CareArea
 from musc_online.settings import TileSettings
 
+from ..made_pictures import noisy_products
+
 # What makes the host read a tensor's values (on a GPU: a copy to the host and a wait). ``Tensor.to`` is left out:
 # on a CPU ``.to("cpu")`` and ``.to(scorer.device)`` cannot be told apart (the GPU test below counts both).
 HOST_READS = {"cpu", "item", "tolist", "numpy", "__array__", "__float__", "__int__", "__index__", "__bool__"}
@@ -66,12 +68,6 @@ def backbone():
     return create_backbone("test_random_vit")
 
 
-def _images(count: int, seed: int, side: int = 96) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    product = rng.integers(60, 200, (side, side, 3))
-    return [np.clip(product + rng.normal(0, 6, product.shape), 0, 255).astype(np.uint8) for _ in range(count)]
-
-
 def _steady_scorer(backbone, tiled: bool, device: str = "cpu") -> OnlineScorer:
     """A scorer past warm-up (full window, calibrated band, no seed judge pending); tiled with a care area."""
     tiles = TileSettings(grid=2) if tiled else TileSettings()
@@ -81,8 +77,8 @@ def _steady_scorer(backbone, tiled: bool, device: str = "cpu") -> OnlineScorer:
         mask = np.zeros((96, 96), bool)
         mask[8:88, 4:90] = True
         scorer.care_area = CareArea(mask, "a test area")
-    seed_judges(scorer, _images(6, seed=1), [f"judge-{i}" for i in range(6)])
-    for i, image in enumerate(_images(8, seed=2)):
+    seed_judges(scorer, noisy_products(6, seed=1), [f"judge-{i}" for i in range(6)])
+    for i, image in enumerate(noisy_products(8, seed=2)):
         scorer.score(image, f"warm-{i}")
     assert scorer.window.full and scorer.thresholds.calibrated and not scorer.calibration.pending
     return scorer
@@ -92,7 +88,7 @@ def _steady_scorer(backbone, tiled: bool, device: str = "cpu") -> OnlineScorer:
 def test_a_steady_frame_reaches_the_host_through_one_copy(backbone, tiled):
     scorer = _steady_scorer(backbone, tiled)
     with HostReads() as reads:
-        decisions = scorer.score_many(_images(2, seed=3), ["a", "b"])
+        decisions = scorer.score_many(noisy_products(2, seed=3), ["a", "b"])
     assert [d.references["judges"] for d in decisions] == [2, 2] and not decisions[0].provisional
     assert reads.stray == []
     assert reads.allowed > 0  # the counter sees the reads that are allowed
@@ -118,7 +114,7 @@ def test_a_steady_frame_on_a_gpu_makes_only_the_syncs_its_answer_needs(tiled, mo
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            decisions = scorer.score_many(_images(frames, seed=3), [f"f{i}" for i in range(frames)])
+            decisions = scorer.score_many(noisy_products(frames, seed=3), [f"f{i}" for i in range(frames)])
         finally:
             torch.cuda.set_sync_debug_mode("default")
     implicit = [str(w.message) for w in caught if SYNC_WARNING in str(w.message)]
