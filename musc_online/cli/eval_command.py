@@ -12,6 +12,7 @@ from rich.table import Table
 
 from musc_online.cli.common import clean_errors, metrics_table, percent, pick_device
 from musc_online.cli.options import (
+    TILE_DEFAULTS,
     BackboneName,
     CareMask,
     Device,
@@ -93,12 +94,12 @@ def eval_command(
         float, typer.Option(help="Recall by defect size: share of normal pixels above the pixel threshold.")
     ] = 0.01,
     care_mask: CareMask = None,
-    tiles: Tiles = 0,
-    tile_size: TileSize = 0,
-    tile_mode: TileMode = "position",
-    tile_overlap: TileOverlap = 0.125,
-    tile_halo: TileHalo = 2,
-    tile_resolution: TileResolution = 0,
+    tiles: Tiles = TILE_DEFAULTS.grid,
+    tile_size: TileSize = TILE_DEFAULTS.tile_size,
+    tile_mode: TileMode = TILE_DEFAULTS.mode,
+    tile_overlap: TileOverlap = TILE_DEFAULTS.overlap,
+    tile_halo: TileHalo = TILE_DEFAULTS.halo,
+    tile_resolution: TileResolution = TILE_DEFAULTS.resolution,
     json_out: JsonOut = None,
 ) -> None:
     """Score a dataset's test images as one batch per category and report the seven MuSc metrics."""

@@ -39,6 +39,7 @@ TileMode = Annotated[str, typer.Option(help="position (each tile against the sam
 TileOverlap = Annotated[float, typer.Option(help="Tile overlap, as a fraction of a tile's side on each side.")]
 TileHalo = Annotated[int, typer.Option(help="position mode: patches a reference's tile is widened by.")]
 TileResolution = Annotated[int, typer.Option(help="Longer side images are resized to before tiling; 0 = native.")]
+TILE_DEFAULTS = TileSettings()  # the tile options' defaults are the settings' own (``[tiles]``)
 CareMask = Annotated[
     Path | None,
     typer.Option(help="Care area: a PNG over the images (same aspect) whose non-black pixels alone make image scores."),

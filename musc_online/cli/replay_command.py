@@ -12,6 +12,7 @@ from rich.table import Table
 
 from musc_online.cli.common import clean_errors, metrics_table, pick_device
 from musc_online.cli.options import (
+    TILE_DEFAULTS,
     BackboneName,
     CareMask,
     Device,
@@ -94,12 +95,12 @@ def replay_command(
     compare_batch: Annotated[bool, typer.Option(help="Also score the set as one batch, for comparison.")] = False,
     micro_batch: Annotated[int, typer.Option(help="Frames per backbone pass.")] = 1,
     care_mask: CareMask = None,
-    tiles: Tiles = 0,
-    tile_size: TileSize = 0,
-    tile_mode: TileMode = "position",
-    tile_overlap: TileOverlap = 0.125,
-    tile_halo: TileHalo = 2,
-    tile_resolution: TileResolution = 0,
+    tiles: Tiles = TILE_DEFAULTS.grid,
+    tile_size: TileSize = TILE_DEFAULTS.tile_size,
+    tile_mode: TileMode = TILE_DEFAULTS.mode,
+    tile_overlap: TileOverlap = TILE_DEFAULTS.overlap,
+    tile_halo: TileHalo = TILE_DEFAULTS.halo,
+    tile_resolution: TileResolution = TILE_DEFAULTS.resolution,
     r_list: RList = "1,3,5",
     topmin_max: TopminMax = 0.3,
     topk_rounding: TopkRounding = "ceil",

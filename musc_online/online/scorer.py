@@ -284,7 +284,7 @@ class OnlineScorer:
     def _judge_rows(self, judge_ids: list[str]) -> list[int]:
         """Rows of the reference set that are judges: voters that are also judges (confirmed good), then the
         judges picked for this frame. The judges' own opinion is the frame against these rows alone."""
-        voting = [self.window.block_row(f) for f in self.window.ids if self.judges and f in self.judges]
+        voting = self.window.block_rows(self.judges) if self.judges else []
         return voting + list(range(len(self.window), len(self.window) + len(judge_ids)))
 
     def _msm(

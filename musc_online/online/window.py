@@ -8,7 +8,7 @@ W newer ones have been admitted, or at once when an operator confirms them defec
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 import torch
 
@@ -49,10 +49,12 @@ class RollingWindow:
         """Occupied slot indices, oldest first (on the device, for index_select; copied there without a wait)."""
         return to_device(list(self._slots.values()), torch.long, self.device)
 
-    def block_row(self, frame_id: str) -> int:
-        """A voter's row in the voters' block a frame is scored against (``maps.reference_blocks``): its slot when
-        the window is full (the buffer is used as it is), else its place among the voters, oldest first."""
-        return self._slots[frame_id] if self.full else list(self._slots).index(frame_id)
+    def block_rows(self, wanted: Container[str]) -> list[int]:
+        """The rows of the voters in ``wanted`` within the voters' block a frame is scored against
+        (``maps.reference_blocks``): their slots when the window is full (the buffer is used as it is), else their
+        places among the voters, oldest first."""
+        rows = enumerate(self._slots.items())
+        return [slot if self.full else i for i, (frame_id, slot) in rows if frame_id in wanted]
 
     def _allocate(self, features: Sequence[torch.Tensor], image_feature: torch.Tensor) -> None:
         self.buffers = [torch.zeros((self.capacity, *f.shape), dtype=self.dtype, device=self.device) for f in features]

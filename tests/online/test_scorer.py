@@ -211,7 +211,7 @@ def test_a_voter_that_is_also_a_judge_gives_its_own_row_to_the_judges_map_after_
     scorer = _scorer(backbone, window=3)
     for i, (maps, feature) in enumerate(frames[:5]):
         scorer.score_features(f"f{i}", maps, feature, (64, 64))
-    assert scorer.window.ids == ["f2", "f3", "f4"] and scorer.window.block_row("f3") != 1  # wrapped
+    assert scorer.window.ids == ["f2", "f3", "f4"] and scorer.window.block_rows({"f3"}) != [1]  # wrapped
     image_feature, score = scorer.window.voter("f3")
     scorer.judges.add("f3", image_feature, scorer.window.features_of("f3"), score=score)  # confirmed good, still votes
 
