@@ -115,6 +115,10 @@ def test_every_stream_builds_with_its_length_and_a_good_warmup(tiny_root, name):
         assert (frame.defect_type == "good") == (frame.label == 0)
         assert f"-{frame.defect_type}-" in frame.frame_id
     assert [judge_id for judge_id, _ in stream.judges] == [f"train_good_{i:03d}" for i in range(6)]
+    # A line never sees its seed parts again: good frames come from test/good, never from a judge's own image.
+    judge_images = {load.path for _, load in stream.judges}
+    good_images = {frame.load.path for frame in stream.frames if frame.label == 0}
+    assert good_images == set((tiny_root / CATEGORY / "test" / "good").glob("*.png")) and not good_images & judge_images
     assert bool(stream.changeover_judges) == (name == "changeover")
     image, mask = stream.frames[-1].load(), stream.frames[-1].mask(32)
     assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
