@@ -88,7 +88,8 @@ def run(
 
 def extract(backbone: Backbone, stream: Stream, category: str, args: argparse.Namespace) -> list[BackboneOutput]:
     """The stream's backbone features, extracted once (and kept in ``--cache`` for reruns of other scorers)."""
-    key = f"{category}_{stream.name}_n{args.length}_s{args.seed}_{args.backbone}_{backbone.image_size}.pt"
+    layers = "" if args.layers is None else "_l" + "-".join(str(layer) for layer in args.layers)
+    key = f"{category}_{stream.name}_n{args.length}_s{args.seed}_{args.backbone}_{backbone.image_size}{layers}.pt"
     cached = args.cache / key if args.cache else None
     if cached is not None and cached.exists():
         return torch.load(cached, weights_only=False)
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--size", type=int, help="input size in pixels (default: the backbone's)")
+    parser.add_argument("--layers", type=int, nargs="+", help="feature layers (default: the backbone's)")
     parser.add_argument("--window", type=int, default=OnlineSettings().window)
     parser.add_argument(
         "--scorers", nargs="+", default=list(SCORERS), choices=SCORERS, help="which to run (all by default)"
@@ -146,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="folder keeping each stream's backbone features between runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    backbone = create_backbone(args.backbone, image_size=args.size)
+    backbone = create_backbone(args.backbone, image_size=args.size, layers=args.layers)
     datasets = {category: dataset for dataset, category in CATEGORIES}
     results: dict = {}
     report = {
         "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__},
         "settings": {k: str(v) for k, v in vars(args).items() if k not in ("json", "timelines", "cache")}
-        | {"size": str(backbone.image_size)},
+        | {"size": str(backbone.image_size), "layers": str(list(backbone.layers))},
         "categories": results,
     }
 

@@ -101,13 +101,18 @@ def test_bench_streams_tiny_run(tmp_path, mvtec_root):
         "64",
         "--window",
         "8",
+        "--layers",  # a choice of layers reaches the backbone (the defaults table compares blocks on streams)
+        "1",
+        "3",
         "--json",
         str(out),
         "--timelines",
         str(tmp_path / "t"),
     )
     assert result.returncode == 0, result.stderr
-    streams = json.loads(out.read_text())["categories"]["bottle"]
+    report = json.loads(out.read_text())
+    assert report["settings"]["layers"] == "[1, 3]"
+    streams = report["categories"]["bottle"]
     assert set(streams) == {"rate10", "bad_batch"}
     runs = streams["bad_batch"]
     assert {"paper", "earlier", "earlier + operator", "today", "today + operator"} <= set(runs)
