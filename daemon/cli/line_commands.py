@@ -86,6 +86,7 @@ def _status_table(status: dict) -> Table:
             ("known defects", scorer["known_defects"]),
             ("band low / high", _band_text(band)),
             ("expected per 1,000 good parts", _expected_text(scorer.get("expected_per_1000") or {})),
+            ("flagged per 1,000 parts (final)", _flagged_text(scorer.get("flagged_per_1000_final"))),
             ("judges' band low / high", _judges_band_text(scorer.get("judge_band"))),
             ("corrections moving the band", scorer["corrections_moving_band"]),
             ("age budget / scoring takes", f"{budget} / {status['expected_scoring_ms']:.0f} ms a frame"),
@@ -135,6 +136,11 @@ def _expected_text(rates: dict) -> str:
         return "-"
     seen = f"{rates['observed_flagged']:.0f} / {rates['observed_false_alarms']:.0f}"
     return f"{rates['flagged']:.1f} flagged / {rates['false_alarms']:.1f} false alarms (seen: {seen})"
+
+
+def _flagged_text(per_1000: float | None) -> str:
+    """What the line flags (unsure or defect) among its final decisions: good parts and defects alike."""
+    return "-" if per_1000 is None else f"{per_1000:.0f} (good parts and defects)"
 
 
 def line_status(line: int, config_file: Path | None = None, timeout_ms: int = 2000) -> dict:

@@ -134,7 +134,7 @@ def load(scorer: OnlineScorer, folder: str | Path) -> dict[str, int]:
     scorer.calibration.restore(state["calibration"])
     if state.get("tile_layout"):  # how the saved features were cut (tiles.tile_size: known from the first frame)
         scorer.views.layout = TileLayout(*state["tile_layout"], scorer.settings.tiles.overlap)
-    scorer.counts = {k: int(v) for k, v in state["counts"].items()}
+    scorer.counts |= {k: int(v) for k, v in state["counts"].items()}  # older snapshots lack final_flagged
     scorer.next_frame = int(state["next_frame"])
     scorer.corrections = {}
     for raw in state["corrections"]:

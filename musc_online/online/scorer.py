@@ -53,7 +53,8 @@ class OnlineScorer:
         self.calibration = Calibration(settings)
         self.history = FrameHistory(settings.history)
         self.corrections: dict = {}  # correction id -> corrections.Correction, in the order they were made
-        self.counts = {"frames": 0, "ok": 0, "unsure": 0, "defect": 0, "provisional": 0}
+        # final_flagged: final (not provisional) decisions unsure or defect, against the band's expectation
+        self.counts = {"frames": 0, "ok": 0, "unsure": 0, "defect": 0, "provisional": 0, "final_flagged": 0}
         self.next_frame = 0
         self.grids: list[tuple[int, int]] = []  # the scoring sets' grids, known once a frame was scored
         self.care_area: CareArea | None = None  # only its pixels make the image score (see ``roi``)
@@ -233,6 +234,7 @@ class OnlineScorer:
         self.counts["frames"] += 1
         self.counts[label] += 1
         self.counts["provisional"] += int(provisional)
+        self.counts["final_flagged"] += int(not provisional and label != "ok")
         watch.mark("decide")
         timings = {name: 1e3 * seconds for name, seconds in watch.laps.items()}
         timings["total"] = sum(timings.values())
@@ -356,6 +358,7 @@ class OnlineScorer:
         """Counters and state for status displays and metrics."""
         band = self.calibration.band()
         judge_band = self.calibration.judge_band()
+        final = self.counts["frames"] - self.counts["provisional"]
         return {
             **self.counts,
             "window": len(self.window),
@@ -365,6 +368,9 @@ class OnlineScorer:
             "band": {"low": band.low, "high": band.high, "source": band.source},
             "judge_band": {"low": judge_band.low, "high": judge_band.high, "source": judge_band.source},
             "expected_per_1000": self.calibration.expected_per_1000(),
+            # what the line flags, good parts and defects alike: far above the expected flagged rate at a low
+            # defect rate, the judges do not cover today's parts (docs/online.md, "The decision bands")
+            "flagged_per_1000_final": 1e3 * self.counts["final_flagged"] / final if final else None,
             "corrections": sum(not c.undone for c in self.corrections.values()),
             "corrections_moving_band": self.thresholds.moved_by,
         }

@@ -59,6 +59,24 @@ def test_patch_scores_equal_batch_msm_of_frame_and_window(backbone):
     assert decision.references == {"voters": 8, "judges": 0}
 
 
+def test_the_share_the_line_flags_counts_final_decisions_only_and_survives_a_restart(backbone, tmp_path):
+    scorer = _scorer(backbone, calibration_scores=8)
+    assert scorer.stats()["flagged_per_1000_final"] is None  # nothing final yet
+    decisions = [scorer.score_features(f"f{i}", m, f, (64, 64)) for i, (m, f) in enumerate(_frames(40, 1, 4))]
+    final = [d for d in decisions if not d.provisional]
+    flagged = [d for d in final if d.label != "ok"]
+    assert final and flagged and len(final) < len(decisions)  # the count must tell final from provisional
+    assert scorer.stats()["flagged_per_1000_final"] == pytest.approx(1e3 * len(flagged) / len(final))
+    save(scorer, tmp_path / "state")
+    state_file = tmp_path / "state" / "state.json"
+    old = json.loads(state_file.read_text())
+    del old["counts"]["final_flagged"]  # a snapshot from before the count
+    state_file.write_text(json.dumps(old))
+    restored = _scorer(backbone, calibration_scores=8)
+    load(restored, tmp_path / "state")
+    assert restored.counts == {**scorer.counts, "final_flagged": 0}
+
+
 def test_online_rscin_with_minmax_equals_reference_when_window_is_the_batch(backbone):
     frames = _frames(10, seed=3)
     layer_maps = [torch.cat([m[layer] for m, _ in frames]) for layer in range(len(GRIDS))]

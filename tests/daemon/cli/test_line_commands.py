@@ -71,6 +71,7 @@ def test_band_show_set_and_recalibrate_reach_the_running_line(tmp_path, monkeypa
     assert "(calibrated)" in band("show").stdout
     shown = runner.invoke(app, ["status", "--line", str(LINE)]).stdout
     assert "expected per 1,000 good parts" in shown and "20.0 flagged / 2.0 false alarms" in shown
+    assert "flagged per 1,000 parts (final)" in shown and "(good parts and defects)" in shown
     rates = json.loads(runner.invoke(app, ["status", "--line", str(LINE), "--json"]).stdout)["scorer"]
     assert 0 < rates["expected_per_1000"]["false_alarms"] < rates["expected_per_1000"]["flagged"] < 1000
     changed = band("set", "0.1", "0.2", "--operator", "ann")
