@@ -141,6 +141,9 @@ def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object
         "rolling_auroc_min": min(rolling_values) if rolling_values else None,
         "rolling_auroc": rolling,
         "corrections": sum(o.corrected is not None for o in outcomes),
+        # the last frame decided on a provisional band or reference set (None: none was): past the calibration
+        # point a line that stays provisional never calibrated
+        "last_provisional": max((o.index for o in outcomes if o.provisional), default=None),
         "time_to_learn_median": float(np.median(delays)) if delays else None,
         "time_to_learn_max": max(delays) if delays else None,
     }

@@ -48,6 +48,9 @@ def test_summary_counts_after_warm_up_per_1000():
     assert summary["known_defect_on_good_per_1000_good"] == pytest.approx(250.0)
     assert summary["corrections"] == 2
     assert summary["auroc"] == pytest.approx(0.75)  # the escape (4) scores below every good part but one
+    assert summary["last_provisional"] is None
+    early = [replace(o, provisional=o.index in (0, 1, 3)) for o in STREAM]
+    assert summarise(early, warmup=2)["last_provisional"] == 3  # the warm-up counts too: calibration may outlast it
 
 
 def test_time_to_learn_is_frames_to_the_next_look_alike_decided_right():

@@ -108,8 +108,8 @@ def markdown(results: dict) -> str:
     1,000, AUROC, time to learn."""
     lines = [
         "| category | stream | scorer | escapes /1000 | hindsight /1000 | false alarms /1000 good | unsure /1000 "
-        "| AUROC | learn (frames) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| AUROC | learn (frames) | last provisional frame |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for category, streams in results.items():
         for stream, runs in streams.items():
@@ -121,7 +121,7 @@ def markdown(results: dict) -> str:
                 lines.append(
                     f"| {category} | {stream} | {key} | {s['escapes_per_1000']:.1f} | "
                     f"{s['hindsight_escapes_per_1000']:.1f} | {s['false_alarms_per_1000_good']:.1f} | "
-                    f"{s['unsure_per_1000']:.1f} | {auroc} | {learn} |"
+                    f"{s['unsure_per_1000']:.1f} | {auroc} | {learn} | {s['last_provisional']} |"
                 )
     return "\n".join(lines) + "\n"
 
