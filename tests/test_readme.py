@@ -136,9 +136,6 @@ def test_the_quick_start_runs_the_line_and_decides_with_a_calibrated_band(line_e
     # Calibrated within the run whatever the load: the seeds fall due by the 32nd frame and the line scores one
     # after each frame it answers, so the band is final from the 64th frame at the latest.
     assert not any("provisional" in line for line in decisions[-6:]), output
-    # Issue 16: under 10 % of the demo's parts go to a person (47 of 60 did when its window never filled).
-    decided = [line for line in decisions if "REFUSED" not in line]
-    assert sum(": unsure" in line for line in decided) < 0.1 * len(decided), output
     assert "(calibrated)" in output and "frames received" in output
     assert "stopped cleanly" in (tmp_path / "lines" / "line-3" / "daemon.log").read_text()
 
