@@ -8,6 +8,7 @@ copies); ``to_host`` is the frame's only copy back.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -27,8 +28,14 @@ def map_score(patch_map: torch.Tensor, image_size: int, care: CareArea | None) -
     pixels = upsample(patch_map[None], size)[0]
     if care is None:
         return pixels.max()
-    cared = torch.from_numpy(care.at(*size)).to(pixels.device, non_blocking=True)
+    cared = _care_on(care, size, pixels.device)
     return torch.where(cared, pixels, -torch.inf).max()  # the area is never empty (``CareArea.at``)
+
+
+@lru_cache(maxsize=8)
+def _care_on(care: CareArea, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The care area at ``size`` on ``device``: copied there once per area, size and device, not twice a frame."""
+    return torch.from_numpy(care.at(*size)).to(device)
 
 
 def rscin_rows(
