@@ -12,7 +12,8 @@ _SCALE = np.array([[0, 0, 128], [0, 128, 255], [0, 255, 255], [255, 255, 0], [25
 
 
 def colourise(values: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] (clipped) to RGB uint8 on the colour scale (``np.take``: twice as fast as indexing)."""
+    """Map values in [0, 1] (clipped) to RGB uint8 on the colour scale (``np.take``: 1.4 x as fast as indexing on
+    a 900 x 900 map)."""
     position = np.clip(values, 0.0, 1.0) * (len(_SCALE) - 1)
     low = np.floor(position).astype(int).clip(0, len(_SCALE) - 2)
     weight = (position - low)[..., None]
@@ -44,7 +45,7 @@ def save_png(picture: np.ndarray, path: str | Path) -> Path:
     """Write an RGB uint8 array as PNG, creating the folder.
 
     zlib level 1: the same pixels (PNG is lossless) four times faster than Pillow's default level 6, for files
-    about a quarter larger; a 900 x 1800 heatmap pair takes 0.09 s instead of 0.39 s.
+    about a quarter larger; a 900 x 1800 pair of a bottle image and its heatmap takes 0.09 s instead of 0.34 s.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
