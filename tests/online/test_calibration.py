@@ -1,5 +1,5 @@
 """Where the bands come from: known-good scores first, warm-up scores only for a shortfall; corrections move
-both bands (the combined one while the frame votes, the judges' one while it judges); state round-trips."""
+the combined band while the frame votes and leave the judges' band alone; state round-trips."""
 
 import math
 from dataclasses import replace
@@ -46,18 +46,29 @@ def test_the_band_freezes_once_calibrated_and_recalibrate_needs_enough_scores():
         Calibration(SETTINGS).recalibrate([1.0])
 
 
-def test_an_ok_verdict_lifts_both_bands_and_each_lift_ends_on_its_own():
+def test_an_ok_verdict_lifts_the_combined_band_only_and_the_lift_ends_with_the_vote():
     calibration = Calibration(SETTINGS)
     for score, judged in zip(_scores(1.0, 10), _scores(2.0, 10, seed=3), strict=True):
         calibration.add_known_good(score, judged)
     combined, judges = calibration.band(), calibration.judge_band()
     assert judges.source == "calibrated"
-    calibration.add_label("c1", 1.5, 2.5, is_defect=False)
-    assert calibration.band().low > 1.5 and calibration.judge_band().low > 2.5
-    calibration.thresholds.remove_label("c1")  # the frame left the window: it still judges
-    assert calibration.band() == combined and calibration.judge_band().low > 2.5
-    calibration.remove_label("c1")  # undone
-    assert calibration.judge_band() == judges
+    calibration.add_label("c1", 1.5, is_defect=False)
+    assert calibration.band().low > 1.5
+    assert calibration.judge_band() == judges  # the frame judges its look-alikes itself
+    calibration.remove_label("c1")  # the frame left the window (or the verdict was undone)
+    assert calibration.band() == combined
+
+
+def test_a_restored_snapshot_drops_the_judges_band_lifts_older_versions_saved():
+    calibration = Calibration(SETTINGS)
+    for score, judged in zip(_scores(1.0, 10), _scores(2.0, 10, seed=3), strict=True):
+        calibration.add_known_good(score, judged)
+    judges = calibration.judge_band()
+    state = calibration.state()
+    state["judge_thresholds"]["labels"] = {"c1": [2.5, False]}  # an ok verdict's lift, as older versions saved it
+    restored = Calibration(SETTINGS)
+    restored.restore(state)
+    assert restored.judge_band() == judges
 
 
 def test_a_defect_verdict_lowers_a_provisional_band_too():
@@ -65,9 +76,10 @@ def test_a_defect_verdict_lowers_a_provisional_band_too():
     for score in _scores(1.0, 5):
         calibration.add_known_good(score, None)
     assert calibration.band().source == "provisional"
-    calibration.add_label("c1", 1.01, None, is_defect=True)
+    before = calibration.band()
+    calibration.add_label("c1", 1.01, is_defect=True)
     band = calibration.band()
-    assert band.high == 1.01 and band.source == "corrections"
+    assert band.low == 1.01 and band.high == before.high and band.source == "corrections"
 
 
 def test_expected_rates_follow_the_target_and_state_round_trips():

@@ -71,15 +71,16 @@ def test_confirmed_ok_lifts_low_above_its_score_and_undo_restores():
     assert policy.band == base
 
 
-def test_missed_defect_lowers_band_and_wins_over_a_conflicting_ok():
+def test_missed_defect_sends_its_look_alikes_to_a_person_and_wins_over_a_conflicting_ok():
     policy = ThresholdPolicy()
     base = policy.calibrate(_normal_scores())
     missed = base.low - 0.05
     policy.add_label("ok", missed + 0.01, is_defect=False)
     policy.add_label("defect", missed, is_defect=True)
     band = policy.band
-    assert band.decide(missed) == "defect"
-    assert band.low <= missed
+    assert band.decide(missed) == "unsure" and band.low == missed
+    assert band.high == base.high  # good parts above a low-scoring defect are not rejected: a person decides
+    assert policy.moved_by == 1  # the defect; the ok verdict alone would not move it (below low)
 
 
 def test_operator_band_is_validated():
