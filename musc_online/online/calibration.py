@@ -67,18 +67,22 @@ class Calibration:
         """Good parts per 1,000 the combined band flags and calls defective (fitted and observed; see thresholds)."""
         return expected_per_1000(self.band(), self._pool())
 
-    def add_label(self, correction_id: str, score: float, is_defect: bool) -> None:
-        """An operator's verdict on a frame moves the combined band (see ``thresholds``). The judges' band stays:
-        a frame confirmed good becomes a judge, so its look-alikes are judged by it from the next frame on, and a
-        lift would last as long as it judges: on metal_plate ``rate10`` with an operator, ok verdicts lifted its low
-        end from 0.68 to 0.94 and 12 of 34 defects passed as ok (none without the lift; ``docs/benchmarks.md``).
-        A defect verdict leaves it too: a subtle defect the judges barely notice would otherwise make every part
-        unsure (the known-defect guard names its look-alikes)."""
+    def add_label(self, correction_id: str, score: float, judged: float | None, is_defect: bool) -> None:
+        """An operator's verdict on a frame moves the combined band (see ``thresholds``); an ok verdict also lifts the
+        judges' band by the frame's judges' score. Both lifts last while the frame votes in the window (the scorer
+        ends them when it is pushed out): by then its look-alikes have been admitted and, as it is a judge, are
+        judged by it. A lift lasting as long as the frame judges lasts for good: on metal_plate ``rate10`` with an
+        operator such lifts took the judges' band from 0.68 to 0.94 and 12 of 34 defects passed as ok (3 with lifts
+        ending with the vote). A defect verdict leaves the judges' band alone: a subtle defect the judges barely
+        notice would otherwise make every part unsure (the known-defect guard names its look-alikes)."""
         self.thresholds.add_label(correction_id, score, is_defect)
+        if judged is not None and not is_defect:
+            self.judge_thresholds.add_label(correction_id, judged, is_defect)
 
     def remove_label(self, correction_id: str) -> None:
-        """Forget a verdict's pull on the band (undone, or an ok frame that no longer votes)."""
+        """Forget a verdict's pull on the bands (undone, or an ok frame that no longer votes or judges)."""
         self.thresholds.remove_label(correction_id)
+        self.judge_thresholds.remove_label(correction_id)
 
     def add_seed(self, judge_id: str, mutual: float, judged: float | None) -> None:
         """A seed judge: its mutual score stands in until ``add_steady`` gives its score as a steady frame."""
@@ -177,4 +181,6 @@ class Calibration:
         self.pending = [str(judge_id) for judge_id in state.get("pending", [])]
         self.thresholds.restore(state["thresholds"])
         self.judge_thresholds.restore(state["judge_thresholds"])
-        self.judge_thresholds.labels.clear()  # older snapshots: ok verdicts lifted the judges' band (no longer)
+        # Older snapshots kept the judges' lift of an ok verdict whose frame no longer votes: it ends with the vote.
+        labels = self.judge_thresholds.labels
+        self.judge_thresholds.labels = {cid: label for cid, label in labels.items() if cid in self.thresholds.labels}

@@ -99,7 +99,7 @@ def confirm_normal(scorer: OnlineScorer, frame_id: str, correction_id: str | Non
         scorer.admit_to_window(frame_id, frame.features, frame.image_feature, frame.score)
         changes["readmitted"] = True
     correction.judge_score = frame.judge_score
-    scorer.calibration.add_label(correction.correction_id, frame.score, is_defect=False)
+    scorer.calibration.add_label(correction.correction_id, frame.score, frame.judge_score, is_defect=False)
     scorer.calibration.add_known_good(frame.score, frame.judge_score)  # a part known to be good from now on
     return _finish(scorer, correction)
 
@@ -124,7 +124,7 @@ def confirm_defect(
     )
     changes["defect_added"] = True
     correction.judge_score = frame.judge_score
-    scorer.calibration.add_label(correction.correction_id, frame.score, is_defect=True)
+    scorer.calibration.add_label(correction.correction_id, frame.score, frame.judge_score, is_defect=True)
     return _finish(scorer, correction)
 
 

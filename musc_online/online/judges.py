@@ -93,6 +93,9 @@ def remove_judge(scorer: OnlineScorer, judge_id: str) -> None:
     if scorer.judges is None or judge_id not in scorer.judges:
         raise KeyError(f"no judge {judge_id!r} in the bank")
     scorer.judges.remove(judge_id)
+    for correction in scorer.corrections.values():  # a confirmed-good frame no longer judging stops lifting
+        if correction.frame_id == judge_id and correction.verdict == "ok":
+            scorer.calibration.judge_thresholds.remove_label(correction.correction_id)
 
 
 def change_product(scorer: OnlineScorer, images: Sequence[np.ndarray], ids: Sequence[str]) -> int:

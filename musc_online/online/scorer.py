@@ -340,7 +340,7 @@ class OnlineScorer:
         if pushed_out is not None:
             for correction in self.corrections.values():
                 if correction.frame_id == pushed_out and correction.verdict == "ok" and not correction.undone:
-                    self.calibration.remove_label(correction.correction_id)  # the combined band: while it votes
+                    self.calibration.remove_label(correction.correction_id)  # both bands: while it votes
 
     def set_band(self, low: float, high: float) -> ThresholdBand:
         """Set the decision band by hand (corrections still adjust it)."""

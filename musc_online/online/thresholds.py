@@ -11,8 +11,8 @@ sets it or corrections show it wrong:
 - a frame confirmed defective at score d lowers ``low`` to d if it was above (look-alikes go to a person).
   Where the two disagree, the defect wins: a missed defect costs more than a false alarm. ``high`` stays:
   on a product whose good and defective scores overlap, a low-scoring defect would otherwise have every good
-  part above it rejected (metal_plate ``rate10`` with an operator who reviews every flagged part: 112.6 false
-  alarms per 1,000 good parts where the band states 2; with ``low`` alone, 3.3 and no escape).
+  part above it rejected (metal_plate ``rate10``, an operator reviewing every flagged part, no judges' lift:
+  112.6 false alarms per 1,000 good parts where the band states 2; with ``low`` alone, 3.3 and no escape).
 The band is recomputed from the base band and the active corrections, so undoing one is exact.
 
 Why Gumbel: an image score is the maximum of its anomaly map, and maxima follow an extreme-value law, skewed

@@ -1,5 +1,5 @@
-"""Where the bands come from: known-good scores first, warm-up scores only for a shortfall; corrections move
-the combined band while the frame votes and leave the judges' band alone; state round-trips."""
+"""Where the bands come from: known-good scores first, warm-up scores only for a shortfall; an ok verdict lifts
+both bands while its frame votes, a defect verdict moves the combined band only; state round-trips."""
 
 import math
 from dataclasses import replace
@@ -46,29 +46,31 @@ def test_the_band_freezes_once_calibrated_and_recalibrate_needs_enough_scores():
         Calibration(SETTINGS).recalibrate([1.0])
 
 
-def test_an_ok_verdict_lifts_the_combined_band_only_and_the_lift_ends_with_the_vote():
+def test_an_ok_verdict_lifts_both_bands_until_its_frame_stops_voting():
     calibration = Calibration(SETTINGS)
     for score, judged in zip(_scores(1.0, 10), _scores(2.0, 10, seed=3), strict=True):
         calibration.add_known_good(score, judged)
     combined, judges = calibration.band(), calibration.judge_band()
     assert judges.source == "calibrated"
-    calibration.add_label("c1", 1.5, is_defect=False)
-    assert calibration.band().low > 1.5
-    assert calibration.judge_band() == judges  # the frame judges its look-alikes itself
-    calibration.remove_label("c1")  # the frame left the window (or the verdict was undone)
-    assert calibration.band() == combined
+    calibration.add_label("c1", 1.5, 2.5, is_defect=False)
+    assert calibration.band().low > 1.5 and calibration.judge_band().low > 2.5
+    calibration.add_label("c2", 0.9, 1.9, is_defect=True)  # a defect verdict leaves the judges' band alone
+    assert calibration.judge_band().low > 2.5
+    calibration.remove_label("c1")  # the frame left the window (or the verdict was undone): no lasting lift
+    assert calibration.judge_band() == judges and calibration.band().high == combined.high
 
 
-def test_a_restored_snapshot_drops_the_judges_band_lifts_older_versions_saved():
+def test_a_restored_older_snapshot_ends_judges_lifts_whose_frame_no_longer_votes():
     calibration = Calibration(SETTINGS)
     for score, judged in zip(_scores(1.0, 10), _scores(2.0, 10, seed=3), strict=True):
         calibration.add_known_good(score, judged)
-    judges = calibration.judge_band()
+    calibration.add_label("voting", 1.02, 2.2, is_defect=False)
     state = calibration.state()
-    state["judge_thresholds"]["labels"] = {"c1": [2.5, False]}  # an ok verdict's lift, as older versions saved it
+    state["judge_thresholds"]["labels"]["left"] = [2.5, False]  # older versions kept it after the frame left
     restored = Calibration(SETTINGS)
     restored.restore(state)
-    assert restored.judge_band() == judges
+    assert restored.judge_thresholds.labels.keys() == {"voting"}
+    assert 2.2 < restored.judge_band().low < 2.5  # the voting frame's lift stays, the other one ended
 
 
 def test_a_defect_verdict_lowers_a_provisional_band_too():
@@ -77,7 +79,7 @@ def test_a_defect_verdict_lowers_a_provisional_band_too():
         calibration.add_known_good(score, None)
     assert calibration.band().source == "provisional"
     before = calibration.band()
-    calibration.add_label("c1", 1.01, is_defect=True)
+    calibration.add_label("c1", 1.01, None, is_defect=True)
     band = calibration.band()
     assert band.low == 1.01 and band.high == before.high and band.source == "corrections"
 

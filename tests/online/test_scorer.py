@@ -127,6 +127,21 @@ def test_confirm_normal_promotes_to_judge_and_readmits(backbone):
     assert "f1" not in scorer.judges and "f1" not in scorer.window
 
 
+def test_an_ok_verdict_lifts_both_bands_only_while_its_frame_votes(backbone):
+    rng = np.random.default_rng(4)
+    images = [rng.integers(100, 130, (64, 64, 3), dtype=np.uint8) for _ in range(16)]
+    scorer = OnlineScorer(backbone, OnlineSettings(window=3, judges_per_frame=2))
+    seed_judges(scorer, images[:8], [f"seed{i}" for i in range(8)])
+    scorer.score(images[8], "checked")
+    correction = confirm_normal(scorer, "checked")
+    lifts = (scorer.calibration.thresholds.labels, scorer.calibration.judge_thresholds.labels)
+    assert all(correction.correction_id in labels for labels in lifts)
+    for i, image in enumerate(images[9:12]):  # three more voters push the confirmed frame out of the window
+        scorer.score(image, f"later{i}")
+    assert "checked" not in scorer.window and "checked" in scorer.judges  # it still judges, but lifts nothing
+    assert not any(correction.correction_id in labels for labels in lifts)
+
+
 def test_unknown_frame_is_named(backbone):
     scorer = _scorer(backbone)
     with pytest.raises(UnknownFrameError, match="nope"):
