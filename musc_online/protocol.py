@@ -27,6 +27,7 @@ MAX_HEADER_BYTES = 4096
 MAX_NAME_CHARS = 128
 MAX_LINE = 2**31 - 1  # fits a SQL INTEGER column
 DEFAULT_MAX_PIXELS = 50_000_000
+JPEG_QUALITY = 95  # what cameras here send: high, yet lossy (a part's fine texture is smoothed)
 
 ErrorCode = Literal[
     "bad_parts",
@@ -340,12 +341,10 @@ def encode_frame(
     frame_id: str,
     encoding: str = "png",
     timestamp: float | None = None,
-    jpeg_quality: int = 95,
+    jpeg_quality: int = JPEG_QUALITY,
 ) -> list[bytes]:
-    """Build the [header, payload] message for a uint8 image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
-
-    JPEG cannot carry alpha, so RGBA is sent as RGB; the daemon drops alpha on decoding anyway.
-    """
+    """Build the [header, payload] message for a uint8 image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)
+    (the payload: ``encode_image``, or the raw pixels; the daemon drops alpha on decoding anyway)."""
     if not (
         isinstance(image, np.ndarray)
         and image.dtype == np.uint8
@@ -367,14 +366,17 @@ def encode_frame(
         shape=tuple(image.shape) if raw else None,
         dtype="uint8" if raw else None,
     )
-    if raw:
-        payload = np.ascontiguousarray(image).tobytes()
-    else:
-        pixels = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
-        if encoding == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
-            pixels = pixels[:, :, :3]
-        buffer = io.BytesIO()
-        options = {"quality": jpeg_quality} if encoding == "jpeg" else {"compress_level": 1}
-        Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format=_PIL_FORMATS[encoding], **options)
-        payload = buffer.getvalue()
+    payload = np.ascontiguousarray(image).tobytes() if raw else encode_image(image, encoding, jpeg_quality)
     return [header.to_bytes(), payload]
+
+
+def encode_image(image: np.ndarray, encoding: str = "png", jpeg_quality: int = JPEG_QUALITY) -> bytes:
+    """The bytes of a uint8 image as a camera sends it, in ``encoding`` "jpeg" or "png" (a frame's payload, or a
+    file holding exactly what the line would receive). JPEG cannot carry alpha, so RGBA goes as RGB."""
+    pixels = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    if encoding == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[:, :, :3]
+    buffer = io.BytesIO()
+    options = {"quality": jpeg_quality} if encoding == "jpeg" else {"compress_level": 1}
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format=_PIL_FORMATS[encoding], **options)
+    return buffer.getvalue()

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from daemon.cli.line_commands import DEMO_ENCODING, DEMO_JUDGES, DEMO_SEED, _demo_judges
 from daemon.cli.musc_online import app
 from musc_online.client import FrameSender
-from musc_online.synthetic import synthetic_product
+from musc_online.datasets import images_in, load_image
+from musc_online.protocol import decode_frame, encode_frame
+from musc_online.synthetic import camera_frames, synthetic_product
 
 from ..conftest import FAST, LINE, DaemonProcess, free_port_block
 
@@ -26,6 +29,19 @@ def line_env(tmp_path, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+def test_the_demo_judges_are_stored_as_its_camera_sends_frames(tmp_path):
+    folder = tmp_path / "demo-judges"
+    folder.mkdir()
+    (folder / "good-000.png").write_bytes(b"an earlier demo's lossless judge")
+    judges = images_in(_demo_judges(folder))
+    assert len(judges) == DEMO_JUDGES and all(path.suffix == ".jpg" for path in judges)
+    part = next(camera_frames("synthetic", seed=DEMO_SEED, defect_rate=0.0))
+    message = encode_frame(part, line=LINE, camera="cam-1", frame_id="f", encoding=DEMO_ENCODING)
+    as_received = decode_frame(message)[1]
+    np.testing.assert_array_equal(load_image(judges[0]), as_received)  # the pixels the daemon scores of a frame
+    assert not np.array_equal(as_received, part)  # lossy: a lossless judge would be a smoother part
 
 
 def test_status_without_a_daemon_reads_the_store(line_env):
