@@ -43,9 +43,9 @@ FIGURES = (
 )
 
 
-def scorers(window: int) -> dict[str, tuple[OnlineSettings, bool]]:
+def scorers(window: int, judge_turns: int = 1) -> dict[str, tuple[OnlineSettings, bool]]:
     """The scorers compared: settings, and whether the stream's judges are seeded."""
-    today = OnlineSettings(window=window)
+    today = OnlineSettings(window=window, judge_turns=judge_turns)
     earlier = replace(
         today,
         anchor="none",
@@ -66,7 +66,7 @@ def run(
         features = extract(backbone, stream, category, args)
         judges = [load() for _, load in stream.judges]
         results[name] = {"description": stream.description}
-        for label, (settings, seeded) in scorers(args.window).items():
+        for label, (settings, seeded) in scorers(args.window, args.judge_turns).items():
             for with_operator in (False, True) if label != "paper" else (False,):
                 key = f"{label}{' + operator' if with_operator else ''}"
                 if key not in args.scorers:
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, help="input size in pixels (default: the backbone's)")
     parser.add_argument("--layers", type=int, nargs="+", help="feature layers (default: the backbone's)")
     parser.add_argument("--window", type=int, default=OnlineSettings().window)
+    parser.add_argument(
+        "--judge-turns", type=int, default=OnlineSettings().judge_turns, help="copies of each seed judge, turned"
+    )
     parser.add_argument(
         "--scorers", nargs="+", default=list(SCORERS), choices=SCORERS, help="which to run (all by default)"
     )

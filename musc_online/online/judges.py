@@ -1,8 +1,9 @@
 """Seeding a scorer's judge bank with known-good images (a folder from the line, an operator's choice).
 
 The seeds are scored against each other as one batch (batch MuSc, then RsCIN on the scorer's scale), so their
-scores are comparable with frame scores and can calibrate the decision band. Preparing reads no scorer state:
-a running line prepares without holding its scorer and only holds it to add the result.
+scores are comparable with frame scores and can calibrate the decision band. With ``judge_turns`` above 1 each
+seed also joins the bank turned round the circle (``turns``). Preparing reads no scorer state: a running line
+prepares without holding its scorer and only holds it to add the result.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from musc_online.batch import score_patches
 from musc_online.online.calibration import Calibration
 from musc_online.online.maps import frame_maps
 from musc_online.online.scorer import OnlineScorer
+from musc_online.online.turns import part_of, turn_angles, turn_image, turned_id
 from musc_online.online.window import RollingWindow
 from musc_online.tiling.batch import tiled_patch_maps
 from musc_online.tiling.views import FrameViews
@@ -31,6 +33,7 @@ class JudgeCandidate:
     features: list[torch.Tensor]
     grids: list[tuple[int, int]]
     score: float
+    seed: bool = True  # False for a turned copy: it judges, but its score is its seed's, no known-good score
 
 
 def prepare_judges(
@@ -40,38 +43,56 @@ def prepare_judges(
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> list[JudgeCandidate]:
-    """Features of known-good images and their mutual MuSc scores (``progress`` is told of each batch done)."""
+    """Features of known-good images and their mutual MuSc scores, then their turned copies (``judge_turns``;
+    ``progress`` is told of each batch of images done, turns included)."""
     if len(images) != len(ids):
         raise ValueError(f"{len(images)} images but {len(ids)} ids")
     if not images:
         return []
-    views = []
+    angles = turn_angles(scorer.settings.judge_turns)
+    views, turned = [], []
     for start in range(0, len(images), batch_size):
-        views.extend(scorer.views.extract(images[start : start + batch_size], scorer.device))
+        batch = images[start : start + batch_size]
+        views.extend(scorer.views.extract(batch, scorer.device))
+        copies = [turn_image(image, angle) for image in batch for angle in angles]
+        for first in range(0, len(copies), batch_size):
+            turned.extend(scorer.views.extract(copies[first : first + batch_size], scorer.device))
         if progress:
-            progress(len(images[start : start + batch_size]))
+            progress(len(batch))
     scores = _mutual_scores(scorer, views)
-    candidates = []
-    for view, judge_id, score in zip(views, ids, scores, strict=True):
-        sets, grids = scorer.scoring_sets(view.layer_maps, view.tile_maps)
-        candidates.append(JudgeCandidate(judge_id, view.image_feature.float(), sets, grids, score))
+    candidates = [_candidate(scorer, view, i, score) for view, i, score in zip(views, ids, scores, strict=True)]
+    copy_ids = [
+        (turned_id(judge_id, angle), score) for judge_id, score in zip(ids, scores, strict=True) for angle in angles
+    ]
+    for view, (copy_id, score) in zip(turned, copy_ids, strict=True):
+        candidates.append(_candidate(scorer, view, copy_id, score, seed=False))
     return candidates
 
 
+def _candidate(
+    scorer: OnlineScorer, view: FrameViews, judge_id: str, score: float, seed: bool = True
+) -> JudgeCandidate:
+    """A judge from its features: its scoring sets at the scorer's layers and tiles."""
+    sets, grids = scorer.scoring_sets(view.layer_maps, view.tile_maps)
+    return JudgeCandidate(judge_id, view.image_feature.float(), sets, grids, score, seed)
+
+
 def add_judges(scorer: OnlineScorer, candidates: Iterable[JudgeCandidate]) -> int:
-    """Add prepared judges to the bank; they are parts known to be good, so their scores calibrate the bands: for
-    the judges' own opinion each one's score against the other judges, for the combined one its score as a steady
-    frame, which the scorer makes once its window is full (the mutual score stands in until then)."""
+    """Add prepared judges to the bank; the seeds are parts known to be good, so their scores calibrate the bands:
+    for the judges' own opinion each one's score against the other judges, for the combined one its score as a
+    steady frame, which the scorer makes once its window is full (the mutual score stands in until then). Turned
+    copies only judge. Returns how many seeds were added."""
     candidates = list(candidates)
     for candidate in candidates:
         scorer.ensure_banks(candidate.image_feature)
         scorer.judges.add(candidate.judge_id, candidate.image_feature, candidate.features, score=candidate.score)
-    for candidate in candidates:
+    seeds = [candidate for candidate in candidates if candidate.seed]
+    for candidate in seeds:
         judged = judges_opinion(
             scorer, candidate.features, candidate.grids, candidate.image_feature, candidate.judge_id
         )
         scorer.calibration.add_seed(candidate.judge_id, candidate.score, judged)
-    return len(candidates)
+    return len(seeds)
 
 
 def seed_judges(
@@ -89,10 +110,11 @@ def seed_judges(
 
 
 def remove_judge(scorer: OnlineScorer, judge_id: str) -> None:
-    """Take a judge out of the bank (it stays in the window if it votes there)."""
+    """Take a judge and its turned copies out of the bank (it stays in the window if it votes there)."""
     if scorer.judges is None or judge_id not in scorer.judges:
         raise KeyError(f"no judge {judge_id!r} in the bank")
-    scorer.judges.remove(judge_id)
+    for item in [item for item in scorer.judges.ids() if part_of(item) == judge_id]:
+        scorer.judges.remove(item)
     for correction in scorer.corrections.values():  # a confirmed-good frame no longer judging stops lifting
         if correction.frame_id == judge_id and correction.verdict == "ok":
             scorer.calibration.judge_thresholds.remove_label(correction.correction_id)
@@ -134,9 +156,11 @@ def judges_opinion(
     exclude: str,
 ) -> float | None:
     """The judges' own opinion of an image that is itself a judge: its MSM score against the
-    ``judges_per_frame`` judges most like it, itself left out (how a seed judge's known-good score is made)."""
-    found = scorer.judges.search(image_feature, scorer.settings.judges_per_frame + 1)[0] if scorer.judges else []
-    judge_ids = [judge_id for judge_id, _ in found if judge_id != exclude][: scorer.settings.judges_per_frame]
+    ``judges_per_frame`` judges most like it, itself and its turned copies left out (how a seed judge's known-good
+    score is made)."""
+    wanted = scorer.settings.judges_per_frame
+    found = scorer.judges.search(image_feature, wanted + scorer.settings.judge_turns)[0] if scorer.judges else []
+    judge_ids = [judge_id for judge_id, _ in found if part_of(judge_id) != exclude][:wanted]
     if not judge_ids:
         return None
     return scorer.image_score(frame_maps(scorer, sets, grids, judge_ids, [], voting=False).fused)

@@ -29,6 +29,7 @@ from musc_online.online.image_score import map_score, rescore, rscin_rows, to_ho
 from musc_online.online.maps import FrameMaps, frame_maps
 from musc_online.online.settings import OnlineSettings
 from musc_online.online.thresholds import ThresholdBand, ThresholdPolicy
+from musc_online.online.turns import part_of
 from musc_online.online.window import RollingWindow
 from musc_online.roi import CareArea, care_only
 from musc_online.tiling.scoring import tile_sets
@@ -167,15 +168,17 @@ class OnlineScorer:
 
     def _pick_judges(self, image_feature: torch.Tensor, exclude: str | None = None) -> list[str]:
         """The judges most like this frame: ``judges_per_frame``, plus as many as the window lacks (never
-        ``exclude``: a judge scored as a frame does not judge itself)."""
+        ``exclude`` or its turned copies: a judge scored as a frame does not judge itself)."""
         if self.judges is None or len(self.judges) == 0:
             return []
         wanted = self.settings.judges_per_frame + self.settings.window - len(self.window)
         if wanted <= 0:
             return []
         # Ask for extra: a judge that also votes in the window (a re-admitted correction) must not count twice.
-        found = self.judges.search(image_feature, wanted + len(self.window) + 1)[0]
-        return [judge_id for judge_id, _ in found if judge_id not in self.window and judge_id != exclude][:wanted]
+        found = self.judges.search(image_feature, wanted + len(self.window) + self.settings.judge_turns)[0]
+        return [judge_id for judge_id, _ in found if judge_id not in self.window and part_of(judge_id) != exclude][
+            :wanted
+        ]
 
     def steady_references(self) -> int:
         """|R| once warm: the full window plus ``judges_per_frame`` judges (as many as the bank can give)."""

@@ -1,6 +1,7 @@
 """Seed judges calibrate the combined band by the score a steady frame would get, not by their mutual scores."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from musc_online.backbones import create_backbone
 from musc_online.online.judges import change_product, remove_judge, seed_judges
 from musc_online.online.scorer import SEEDS_PER_FRAME, OnlineScorer
 from musc_online.online.settings import OnlineSettings, ThresholdSettings
+from musc_online.online.turns import part_of, turned_id
 
 SETTINGS = OnlineSettings(
     window=4, judges_per_frame=3, admission="all", calibration_scores=8, thresholds=ThresholdSettings(min_scores=4)
@@ -110,3 +112,31 @@ def test_a_product_change_calibrates_afresh_from_the_new_judges_once_the_window_
         scorer.score(frame, f"n{i}")
     assert scorer.calibration.band().source == "calibrated"
     assert len(scorer.calibration.known_good) == 8
+
+
+def test_turned_copies_judge_but_only_the_seeds_calibrate(backbone):
+    scorer = OnlineScorer(backbone, replace(SETTINGS, judge_turns=4))
+    assert seed_judges(scorer, _parts(6, seed=1), [f"seed{i}" for i in range(6)]) == 6
+    assert len(scorer.judges) == 24 and turned_id("seed0", 90.0) in scorer.judges
+    assert scorer.judges.score(turned_id("seed0", 90.0)) == scorer.judges.score("seed0")  # RsCIN's scale
+    assert scorer.calibration.pending == [f"seed{i}" for i in range(6)]
+    assert len(scorer.calibration.known_good_judged) == 6
+    feature = scorer.judges.image_features(["seed0"])[0]
+    picked = scorer._pick_judges(feature, exclude="seed0")
+    assert picked and all(part_of(judge_id) != "seed0" for judge_id in picked)  # a seed does not vouch for itself
+    remove_judge(scorer, "seed0")
+    assert len(scorer.judges) == 20 and not any(part_of(j) == "seed0" for j in scorer.judges.ids())
+
+
+def test_with_turns_a_seed_still_scores_exactly_as_the_same_image_would_as_a_frame(backbone):
+    settings = replace(SETTINGS, judge_turns=3)
+    scorer = OnlineScorer(backbone, settings)
+    seed_judges(scorer, _parts(10, seed=1), [f"seed{i}" for i in range(10)])
+    for i, frame in enumerate(_parts(settings.window - 1, seed=2)):
+        scorer.score(frame, f"f{i}")
+    as_frame = copy.deepcopy(scorer)
+    scorer.score(_parts(1, seed=3)[0], "filler")  # fills the window, then scores seed0 .. seed3
+    remove_judge(as_frame, "seed0")  # neither the seed nor its turns may judge it
+    as_frame.score(_parts(1, seed=3)[0], "filler")
+    decision = as_frame.score(_parts(10, seed=1)[0], "seed0-again")
+    assert decision.score == pytest.approx(scorer.calibration.known_good[0], rel=1e-5)
