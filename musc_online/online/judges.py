@@ -113,7 +113,7 @@ def remove_judge(scorer: OnlineScorer, judge_id: str) -> None:
     """Take a judge and its turned copies out of the bank (it stays in the window if it votes there)."""
     if scorer.judges is None or judge_id not in scorer.judges:
         raise KeyError(f"no judge {judge_id!r} in the bank")
-    for item in [item for item in scorer.judges.ids() if part_of(item) == judge_id]:
+    for item in [item for item in scorer.judges.ids() if judge_id in (item, part_of(item))]:
         scorer.judges.remove(item)
     for correction in scorer.corrections.values():  # a confirmed-good frame no longer judging stops lifting
         if correction.frame_id == judge_id and correction.verdict == "ok":

@@ -126,6 +126,8 @@ def test_turned_copies_judge_but_only_the_seeds_calibrate(backbone):
     assert picked and all(part_of(judge_id) != "seed0" for judge_id in picked)  # a seed does not vouch for itself
     remove_judge(scorer, "seed0")
     assert len(scorer.judges) == 20 and not any(part_of(j) == "seed0" for j in scorer.judges.ids())
+    remove_judge(scorer, turned_id("seed1", 180.0))  # one turn alone
+    assert len(scorer.judges) == 19 and "seed1" in scorer.judges
 
 
 def test_with_turns_a_seed_still_scores_exactly_as_the_same_image_would_as_a_frame(backbone):
