@@ -57,3 +57,25 @@ def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monke
     assert daemon.call("status")["result"]["scorer"]["judges"] == 4
     assert judges("remove", "nobody").exit_code == 2
     assert daemon.stop() == 0
+
+
+@pytest.mark.slow
+def test_a_line_with_judge_turns_seeds_each_part_turned_and_removes_it_whole(tmp_path, monkeypatch):
+    good = tmp_path / "good"
+    good.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(synthetic_product(rng, 128)).save(good / f"part{i}.png")
+    daemon = DaemonProcess(tmp_path / "lines", extra_env={"MUSC_ONLINE__JUDGE_TURNS": "4"}).start()
+    for key, value in daemon.env.items():
+        if key.startswith("MUSC_"):
+            monkeypatch.setenv(key, value)
+    added = runner.invoke(app, ["judges", "add", str(good), "--line", str(LINE)])
+    assert json.loads(added.stdout) == {"added": 3}  # parts, not bank items
+    assert daemon.call("status")["result"]["scorer"]["judges"] == 12  # each part at 0, 90, 180 and 270 degrees
+    assert runner.invoke(app, ["judges", "remove", "seed/part1", "--line", str(LINE)]).exit_code == 0
+    assert daemon.call("status")["result"]["scorer"]["judges"] == 8
+    assert daemon.stop() == 0
+    restarted = DaemonProcess(tmp_path / "lines", extra_env={"MUSC_ONLINE__JUDGE_TURNS": "4"}).start()
+    assert restarted.call("status")["result"]["scorer"]["judges"] == 8  # the turns come back with the snapshot
+    assert restarted.stop() == 0
