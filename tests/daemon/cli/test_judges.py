@@ -1,6 +1,7 @@
 """Curating a running line's judge bank through `musc-online judges`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,17 +21,28 @@ from ..conftest import LINE, DaemonProcess
 runner = CliRunner()
 
 
-@pytest.mark.slow
-def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monkeypatch):
-    good = tmp_path / "good"
-    good.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(synthetic_product(rng, 128)).save(good / f"part{i}.png")
-    daemon = DaemonProcess(tmp_path / "lines").start()
+def _good_parts(folder: Path, count: int, rng: np.random.Generator) -> Path:
+    """A folder of ``count`` synthetic good parts, part0.png onwards."""
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(synthetic_product(rng, 128)).save(folder / f"part{i}.png")
+    return folder
+
+
+def _start_line(tmp_path: Path, monkeypatch, extra_env: dict[str, str] | None = None) -> DaemonProcess:
+    """A running line daemon whose MUSC_* settings the CLI under test sees too."""
+    daemon = DaemonProcess(tmp_path / "lines", extra_env=extra_env).start()
     for key, value in daemon.env.items():
         if key.startswith("MUSC_"):
             monkeypatch.setenv(key, value)
+    return daemon
+
+
+@pytest.mark.slow
+def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    good = _good_parts(tmp_path / "good", 4, rng)
+    daemon = _start_line(tmp_path, monkeypatch)
 
     def judges(*args: str):
         return runner.invoke(app, ["judges", *args, "--line", str(LINE)])
@@ -61,15 +73,8 @@ def test_add_list_export_remove_import_and_refuse_a_foreign_bank(tmp_path, monke
 
 @pytest.mark.slow
 def test_a_line_with_judge_turns_seeds_each_part_turned_and_removes_it_whole(tmp_path, monkeypatch):
-    good = tmp_path / "good"
-    good.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        Image.fromarray(synthetic_product(rng, 128)).save(good / f"part{i}.png")
-    daemon = DaemonProcess(tmp_path / "lines", extra_env={"MUSC_ONLINE__JUDGE_TURNS": "4"}).start()
-    for key, value in daemon.env.items():
-        if key.startswith("MUSC_"):
-            monkeypatch.setenv(key, value)
+    good = _good_parts(tmp_path / "good", 3, np.random.default_rng(1))
+    daemon = _start_line(tmp_path, monkeypatch, {"MUSC_ONLINE__JUDGE_TURNS": "4"})
     added = runner.invoke(app, ["judges", "add", str(good), "--line", str(LINE)])
     assert json.loads(added.stdout) == {"added": 3}  # parts, not bank items
     assert daemon.call("status")["result"]["scorer"]["judges"] == 12  # each part at 0, 90, 180 and 270 degrees
