@@ -21,6 +21,8 @@ import numpy as np
 from musc_online.metrics import ranking_metrics
 
 ROLLING = 100  # frames in the rolling AUROC
+# What a plant can live with (issue 16): escapes per 1,000 parts, false alarms per 1,000 good parts, unsure per 1,000
+PLANT_TARGETS = {"escapes_per_1000": 5.0, "false_alarms_per_1000_good": 20.0, "unsure_per_1000": 50.0}
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,30 @@ def hindsight_bound(outcomes: Sequence[FrameOutcome]) -> dict[str, int | float |
     return {"escapes": escapes, "good_sent_on": budget, "ratio": ratio}
 
 
+def hindsight_band(
+    outcomes: Sequence[FrameOutcome],
+    escapes_per_1000: float = PLANT_TARGETS["escapes_per_1000"],
+    false_alarms_per_1000_good: float = PLANT_TARGETS["false_alarms_per_1000_good"],
+) -> dict[str, float | int]:
+    """The band (ok below ``low``, defect from ``high``) with the fewest unsure parts that any two thresholds on the
+    final image scores could have given, known in hindsight, within the targets for escapes and false alarms.
+
+    It tells the features from the calibration: when even this band sends more parts to a person than a plant can
+    live with, no band calibrated without labels will do better on these scores. The two targets constrain one
+    threshold each, so the optimum is closed-form: ``high`` the lowest score with at most the allowed good parts at
+    or above it, ``low`` the highest with at most the allowed defective parts below it (and at most ``high``).
+    """
+    goods = np.sort([o.score for o in outcomes if not o.truth])[::-1]
+    defects = np.sort([o.score for o in outcomes if o.truth])
+    scores = np.array([o.score for o in outcomes])
+    false_alarms = int(false_alarms_per_1000_good * len(goods) / 1000.0)
+    escapes = int(escapes_per_1000 * len(outcomes) / 1000.0)
+    high = -np.inf if false_alarms >= len(goods) else float(np.nextafter(goods[false_alarms], np.inf))
+    low = min(high, np.inf if escapes >= len(defects) else float(defects[escapes]))
+    unsure = int(np.sum((scores >= low) & (scores < high)))
+    return {"low": low, "high": high, "unsure": unsure, "unsure_per_1000": _per_1000(unsure, len(outcomes))}
+
+
 def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object]:
     """The plant's figures after the first ``warmup`` frames, and the rolling AUROC over the whole stream."""
     live = [o for o in outcomes if o.index >= warmup]
@@ -131,6 +157,8 @@ def summarise(outcomes: Sequence[FrameOutcome], warmup: int) -> dict[str, object
         "hindsight_escapes_per_1000": _per_1000(bound["escapes"], len(live)),
         "hindsight_ratio": bound["ratio"],
         "good_sent_on_per_1000_good": _per_1000(bound["good_sent_on"], len(goods)),
+        # the fewest unsure parts any band could have given within the plant's targets (PLANT_TARGETS)
+        "hindsight_unsure_at_targets_per_1000": hindsight_band(live)["unsure_per_1000"],
         "false_alarms": false_alarms,
         "false_alarms_per_1000_good": _per_1000(false_alarms, len(goods)),
         "unsure": unsure,

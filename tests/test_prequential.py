@@ -4,10 +4,12 @@ learn, the records file and the timeline picture."""
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from musc_online.prequential import (
     FrameOutcome,
+    hindsight_band,
     hindsight_bound,
     summarise,
     time_to_learn,
@@ -107,3 +109,39 @@ def test_hindsight_bound_is_zero_when_every_good_part_was_sent_on():
     frames = [_scored(0, 0, "unsure", 0.1), _scored(1, 1, "ok", 0.05), _scored(2, 1, "defect", 0.9)]
     assert hindsight_bound(frames) == {"escapes": 0, "good_sent_on": 1, "ratio": None}  # the line let one through
     assert hindsight_bound(frames[:1] + frames[2:])["ratio"] == 1.0
+
+
+def test_hindsight_band_at_the_targets_sends_the_overlap_to_a_person():
+    # 100 good parts scoring 0.00 .. 0.99 and 10 defects scoring 0.50 .. 0.95: at most 2 good parts in 100 may be
+    # rejected (high just above the third-highest good score, 0.97) and no defect may pass (low at the lowest
+    # defect, 0.50), so the parts from 0.50 up to 0.97 go to a person: 48 good ones and all 10 defects.
+    goods = [_scored(i, 0, "ok", i / 100) for i in range(100)]
+    defects = [_scored(100 + i, 1, "ok", 0.5 + 0.05 * i) for i in range(10)]
+    band = hindsight_band(goods + defects, escapes_per_1000=0.0, false_alarms_per_1000_good=20.0)
+    assert band["low"] == 0.5 and 0.97 < band["high"] < 0.971
+    assert band["unsure"] == 58 and band["unsure_per_1000"] == pytest.approx(1000 * 58 / 110)
+    # Scores that separate need nobody: the band closes on the gap.
+    apart = goods[:50] + [_scored(200 + i, 1, "ok", 0.9 + 0.001 * i) for i in range(5)]
+    assert hindsight_band(apart)["unsure"] == 0
+
+
+def test_hindsight_band_is_the_fewest_unsure_of_every_pair_of_thresholds():
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        truth = rng.random(120) < 0.2
+        scores = np.round(rng.normal(truth * 0.8, 1.0), 1)  # rounded: ties between good and defective parts
+        frames = [_scored(i, int(t), "ok", float(s)) for i, (t, s) in enumerate(zip(truth, scores, strict=True))]
+        escapes, false_alarms = (5.0, 20.0) if trial % 2 else (40.0, 100.0)
+        band = hindsight_band(frames, escapes, false_alarms)
+        cuts = np.concatenate([np.unique(scores), [np.inf]])
+        fewest = min(
+            int(np.sum((scores >= low) & (scores < high)))
+            for low in cuts
+            for high in cuts
+            if low <= high
+            and 1000 * np.sum(truth & (scores < low)) / len(scores) <= escapes
+            and 1000 * np.sum(~truth & (scores >= high)) / np.sum(~truth) <= false_alarms
+        )
+        assert band["unsure"] == fewest
+        assert 1000 * np.sum(truth & (scores < band["low"])) / len(scores) <= escapes
+        assert 1000 * np.sum(~truth & (scores >= band["high"])) / np.sum(~truth) <= false_alarms

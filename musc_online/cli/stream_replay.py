@@ -40,8 +40,8 @@ class StreamRun:
 def plant_table(title: str, rows: dict[str, dict]) -> Table:
     """The plant's figures of one or more replays, one row each."""
     table = Table(title=title)
-    columns = ("run", "escapes /1000", "hindsight /1000", "false alarms /1000 good", "unsure /1000", "AUROC")
-    columns += ("rolling min", "learn")
+    columns = ("run", "escapes /1000", "hindsight /1000", "false alarms /1000 good", "unsure /1000")
+    columns += ("fewest unsure /1000 at targets", "AUROC", "rolling min", "learn")
     for column in columns:
         table.add_column(column, justify="right")
     for name, s in rows.items():
@@ -53,6 +53,7 @@ def plant_table(title: str, rows: dict[str, dict]) -> Table:
             f"{s['hindsight_escapes_per_1000']:.1f} ({s['hindsight_escapes']})",
             f"{s['false_alarms_per_1000_good']:.1f} ({s['false_alarms']})",
             f"{s['unsure_per_1000']:.1f} ({s['unsure']})",
+            f"{s['hindsight_unsure_at_targets_per_1000']:.1f}",
             "-" if auroc is None else f"{auroc:.3f}",
             "-" if rolling is None else f"{rolling:.3f}",
             learn,

@@ -118,6 +118,7 @@ def test_bench_streams_tiny_run(tmp_path, mvtec_root):
     assert {"paper", "earlier", "earlier + operator", "today", "today + operator"} <= set(runs)
     figures = [r for k, r in runs.items() if k != "description"]
     assert all(r["hindsight_escapes_per_1000"] >= 0 for r in figures)
+    assert all(0 <= r["hindsight_unsure_at_targets_per_1000"] <= 1000 for r in figures)
     assert "| bottle | bad_batch | today |" in out.with_suffix(".md").read_text()
     assert (tmp_path / "t" / "bottle_bad_batch.png").stat().st_size > 0
 
