@@ -83,7 +83,7 @@ def _status_table(status: dict) -> Table:
         budget = f"{status['max_age_ms']:.0f} ms" if status["max_age_ms"] else "none"
         rows += [
             ("window", f"{scorer['window']} / {scorer['window_capacity']}"),
-            ("judges", scorer["judges"]),
+            ("judges", _judges_text(scorer)),
             ("known defects", scorer["known_defects"]),
             ("band low / high", _band_text(band)),
             ("expected per 1,000 good parts", _expected_text(scorer.get("expected_per_1000") or {})),
@@ -123,6 +123,12 @@ def _band_text(band: dict) -> str:
     if band["low"] is None or band["source"] == "unset":
         return "not calibrated yet (decisions unsure)"
     return f"{band['low']:.4f} / {band['high']:.4f} ({band['source']})"
+
+
+def _judges_text(scorer: dict) -> str:
+    """Judges as parts, and as bank items where turned copies (``judge_turns``) make more."""
+    parts, items = scorer.get("judge_parts", scorer["judges"]), scorer["judges"]
+    return str(items) if parts == items else f"{parts} parts ({items} with their turned copies)"
 
 
 def _judges_band_text(band: dict | None) -> str:

@@ -366,7 +366,8 @@ class OnlineScorer:
             **self.counts,
             "window": len(self.window),
             "window_capacity": self.window.capacity,
-            "judges": len(self.judges) if self.judges else 0,
+            "judges": len(self.judges) if self.judges else 0,  # bank items: each part and its turned copies
+            "judge_parts": len({part_of(judge_id) for judge_id in self.judges.ids()}) if self.judges else 0,
             "known_defects": len(self.defects) if self.defects else 0,
             "band": {"low": band.low, "high": band.high, "source": band.source},
             "judge_band": {"low": judge_band.low, "high": judge_band.high, "source": judge_band.source},

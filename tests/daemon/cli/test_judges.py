@@ -77,9 +77,13 @@ def test_a_line_with_judge_turns_seeds_each_part_turned_and_removes_it_whole(tmp
     daemon = _start_line(tmp_path, monkeypatch, {"MUSC_ONLINE__JUDGE_TURNS": "4"})
     added = runner.invoke(app, ["judges", "add", str(good), "--line", str(LINE)])
     assert json.loads(added.stdout) == {"added": 3}  # parts, not bank items
-    assert daemon.call("status")["result"]["scorer"]["judges"] == 12  # each part at 0, 90, 180 and 270 degrees
+    scorer = daemon.call("status")["result"]["scorer"]
+    assert (scorer["judge_parts"], scorer["judges"]) == (3, 12)  # each part at 0, 90, 180 and 270 degrees
+    monkeypatch.setenv("COLUMNS", "200")  # the status table on one line per row
+    assert "3 parts (12 with their turned copies)" in runner.invoke(app, ["status", "--line", str(LINE)]).stdout
     assert runner.invoke(app, ["judges", "remove", "seed/part1", "--line", str(LINE)]).exit_code == 0
-    assert daemon.call("status")["result"]["scorer"]["judges"] == 8
+    scorer = daemon.call("status")["result"]["scorer"]
+    assert (scorer["judge_parts"], scorer["judges"]) == (2, 8)
     assert daemon.stop() == 0
     restarted = DaemonProcess(tmp_path / "lines", extra_env={"MUSC_ONLINE__JUDGE_TURNS": "4"}).start()
     assert restarted.call("status")["result"]["scorer"]["judges"] == 8  # the turns come back with the snapshot
