@@ -25,7 +25,15 @@ from daemon.review.queue import ReviewItem, describe, mark, undo
 from daemon.store import NotFoundError, Store
 
 STALE_AFTER_S = 30.0  # a line silent this long is shown as not reporting
-SCORER_KEYS = ("band", "window", "window_capacity", "judges", "known_defects", "corrections_moving_band")
+SCORER_KEYS = (
+    "band",
+    "window",
+    "window_capacity",
+    "judges",
+    "judge_parts",
+    "known_defects",
+    "corrections_moving_band",
+)
 
 ConfigLoader = Callable[[int], DaemonConfig]  # a line's settings, e.g. ``partial(load_config, config_file=...)``
 LineQueue = Callable[[int], list[ReviewItem]]  # a line's review queue with the station's filters

@@ -100,7 +100,7 @@ def plant(store_url, tmp_path) -> Iterator[Plant]:
     decide(store, "l4-a", "unsure", 0.55, line=OTHER, at=now - 2, artifact=str(pictures["l4-a"]))
     decide(store, "l4-b", "defect", 0.7, line=OTHER, artifact=str(pictures["first"]))
     scorer = {"band": {"low": 0.4, "high": 0.6, "source": "calibrated"}, "window": 16, "window_capacity": 16}
-    scorer |= {"judges": 2, "known_defects": 1, "corrections_moving_band": 0}
+    scorer |= {"judges": 8, "judge_parts": 2, "known_defects": 1, "corrections_moving_band": 0}  # 4 turns a part
     store.report_line(OTHER, "host-b", {"scorer": scorer, "paused": False, "uptime_s": 12.0})
     yield Plant(store, configs, env, pictures)
     store.close()
@@ -185,7 +185,7 @@ def test_the_open_station_shows_every_line_of_the_store_and_only_their_own_pictu
         assert mine["counts"]["received"] == 3 and mine["judges"] is None
         assert (theirs["line"], theirs["host"], theirs["stale"], theirs["paused"]) == (OTHER, "host-b", False, False)
         assert theirs["reported_s_ago"] < 30 and theirs["band"]["low"] == 0.4
-        assert (theirs["judges"], theirs["known_defects"], theirs["window"]) == (2, 1, 16)
+        assert (theirs["judges"], theirs["judge_parts"], theirs["known_defects"], theirs["window"]) == (8, 2, 1, 16)
         assert theirs["counts"]["received"] == 2 and theirs["counts"]["unsure"] == 1
 
         status, queue, _ = client.call("/api/queue")
