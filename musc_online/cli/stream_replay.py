@@ -38,26 +38,42 @@ class StreamRun:
 
 
 def plant_table(title: str, rows: dict[str, dict]) -> Table:
-    """The plant's figures of one or more replays, one row each."""
-    table = Table(title=title)
-    columns = ("run", "escapes /1000", "hindsight /1000", "false alarms /1000 good", "unsure /1000")
-    columns += ("fewest unsure /1000 at targets", "AUROC", "rolling min", "learn")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name, s in rows.items():
-        auroc, rolling = s["auroc"], s["rolling_auroc_min"]
-        learn = "-" if s["time_to_learn_median"] is None else f"{s['time_to_learn_median']:.0f} frames"
-        table.add_row(
-            name,
-            f"{s['escapes_per_1000']:.1f} ({s['escapes']})",
-            f"{s['hindsight_escapes_per_1000']:.1f} ({s['hindsight_escapes']})",
-            f"{s['false_alarms_per_1000_good']:.1f} ({s['false_alarms']})",
-            f"{s['unsure_per_1000']:.1f} ({s['unsure']})",
-            f"{s['hindsight_unsure_at_targets_per_1000']:.1f}",
-            "-" if auroc is None else f"{auroc:.3f}",
-            "-" if rolling is None else f"{rolling:.3f}",
-            learn,
-        )
+    """The plant's figures of one or more replays: a row per figure, a column per replay (narrow enough for any
+    terminal, however many figures)."""
+    from musc_online.prequential import PLANT_TARGETS
+
+    caption = (
+        f"targets: at most {PLANT_TARGETS['escapes_per_1000']:g} escapes per 1,000 parts and "
+        f"{PLANT_TARGETS['false_alarms_per_1000_good']:g} false alarms per 1,000 good parts; "
+        "hindsight: thresholds chosen knowing the truth"
+    )
+    table = Table(title=title, caption=caption)
+    table.add_column("after warm-up")
+    for name in rows:
+        table.add_column(name, justify="right")
+
+    def count(value: float, n: int) -> str:
+        return f"{value:.1f} ({n})"
+
+    def fixed(value: float | None, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    figures = {
+        "escapes per 1,000 parts": lambda s: count(s["escapes_per_1000"], s["escapes"]),
+        "  fewest any one threshold gives (hindsight)": lambda s: count(
+            s["hindsight_escapes_per_1000"], s["hindsight_escapes"]
+        ),
+        "false alarms per 1,000 good parts": lambda s: count(s["false_alarms_per_1000_good"], s["false_alarms"]),
+        "unsure per 1,000 parts (to a person)": lambda s: count(s["unsure_per_1000"], s["unsure"]),
+        "  fewest any band gives within the targets (hindsight)": lambda s: fixed(
+            s["hindsight_unsure_at_targets_per_1000"], 1
+        ),
+        "AUROC": lambda s: fixed(s["auroc"]),
+        "  lowest over 100 frames": lambda s: fixed(s["rolling_auroc_min"]),
+        "frames to learn a correction (median)": lambda s: fixed(s["time_to_learn_median"], 0),
+    }
+    for figure, shown in figures.items():
+        table.add_row(figure, *(shown(s) for s in rows.values()))
     return table
 
 
