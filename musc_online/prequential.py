@@ -10,6 +10,7 @@ The timeline picture shows the score, the band, the decisions and the correction
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -108,6 +109,11 @@ def hindsight_bound(outcomes: Sequence[FrameOutcome]) -> dict[str, int | float |
     return {"escapes": escapes, "good_sent_on": budget, "ratio": ratio}
 
 
+def _allowed(per_1000: float, total: int) -> int:
+    """The most parts of ``total`` that stay within ``per_1000`` (the floor, kept from rounding one short)."""
+    return math.floor(per_1000 * total / 1000.0 + 1e-9)
+
+
 def hindsight_band(
     outcomes: Sequence[FrameOutcome],
     escapes_per_1000: float = PLANT_TARGETS["escapes_per_1000"],
@@ -124,8 +130,8 @@ def hindsight_band(
     goods = np.sort([o.score for o in outcomes if not o.truth])[::-1]
     defects = np.sort([o.score for o in outcomes if o.truth])
     scores = np.array([o.score for o in outcomes])
-    false_alarms = int(false_alarms_per_1000_good * len(goods) / 1000.0)
-    escapes = int(escapes_per_1000 * len(outcomes) / 1000.0)
+    false_alarms = _allowed(false_alarms_per_1000_good, len(goods))
+    escapes = _allowed(escapes_per_1000, len(outcomes))
     high = -np.inf if false_alarms >= len(goods) else float(np.nextafter(goods[false_alarms], np.inf))
     low = min(high, np.inf if escapes >= len(defects) else float(defects[escapes]))
     unsure = int(np.sum((scores >= low) & (scores < high)))

@@ -142,6 +142,19 @@ def test_hindsight_band_is_the_fewest_unsure_of_every_pair_of_thresholds():
             and 1000 * np.sum(truth & (scores < low)) / len(scores) <= escapes
             and 1000 * np.sum(~truth & (scores >= high)) / np.sum(~truth) <= false_alarms
         )
-        assert band["unsure"] == fewest
+        assert band["unsure"] == fewest and band["low"] <= band["high"]
         assert 1000 * np.sum(truth & (scores < band["low"])) / len(scores) <= escapes
         assert 1000 * np.sum(~truth & (scores >= band["high"])) / np.sum(~truth) <= false_alarms
+
+
+def test_hindsight_band_needs_nobody_without_both_kinds_of_part():
+    goods = [_scored(i, 0, "ok", i / 10) for i in range(10)]
+    defects = [_scored(10 + i, 1, "ok", i / 10) for i in range(10)]
+    for frames in ([], goods, defects):
+        band = hindsight_band(frames)
+        assert band["unsure"] == 0 and band["low"] <= band["high"]
+    # Targets allowing every defect to pass need nobody either; fractional ones are not rounded one short.
+    assert hindsight_band(goods + defects, escapes_per_1000=500.0)["unsure"] == 0
+    many = [_scored(i, 0, "ok", i / 90000) for i in range(90000)]
+    # 0.7 per 1,000 of 90,000 good parts allows 63 false alarms: the cut lies just above the 64th highest score
+    assert hindsight_band(many, false_alarms_per_1000_good=0.7)["high"] == pytest.approx((90000 - 64) / 90000)

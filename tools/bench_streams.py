@@ -106,7 +106,7 @@ def extract(backbone: Backbone, stream: Stream, category: str, args: argparse.Na
 
 def markdown(results: dict) -> str:
     """One table row per category, stream and scorer: escapes and the hindsight bound, false alarms and unsure per
-    1,000, AUROC, time to learn."""
+    1,000, the fewest unsure any band gives within the plant's targets (hindsight), AUROC, time to learn."""
     lines = [
         "| category | stream | scorer | escapes /1000 | hindsight /1000 | false alarms /1000 good | unsure /1000 "
         "| fewest unsure /1000 at the targets (hindsight) | AUROC | learn (frames) | last provisional frame |",
