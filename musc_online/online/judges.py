@@ -158,9 +158,7 @@ def judges_opinion(
     """The judges' own opinion of an image that is itself a judge: its MSM score against the
     ``judges_per_frame`` judges most like it, itself and its turned copies left out (how a seed judge's known-good
     score is made)."""
-    wanted = scorer.settings.judges_per_frame
-    found = scorer.judges.search(image_feature, wanted + scorer.settings.judge_turns)[0] if scorer.judges else []
-    judge_ids = [judge_id for judge_id, _ in found if part_of(judge_id) != exclude][:wanted]
+    judge_ids = scorer.nearest_judges(image_feature, scorer.settings.judges_per_frame, exclude) if scorer.judges else []
     if not judge_ids:
         return None
     return scorer.image_score(frame_maps(scorer, sets, grids, judge_ids, [], voting=False).fused)

@@ -11,7 +11,7 @@ saves and restores it. It holds no sockets, files or database: the daemon and ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -174,11 +174,16 @@ class OnlineScorer:
         wanted = self.settings.judges_per_frame + self.settings.window - len(self.window)
         if wanted <= 0:
             return []
-        # Ask for extra: a judge that also votes in the window (a re-admitted correction) must not count twice.
-        found = self.judges.search(image_feature, wanted + len(self.window) + self.settings.judge_turns)[0]
-        return [judge_id for judge_id, _ in found if judge_id not in self.window and part_of(judge_id) != exclude][
-            :wanted
-        ]
+        # A judge that also votes in the window (a re-admitted correction) must not count twice.
+        return self.nearest_judges(image_feature, wanted, exclude, skip=self.window)
+
+    def nearest_judges(
+        self, image_feature: torch.Tensor, wanted: int, exclude: str | None = None, skip: Collection[str] = ()
+    ) -> list[str]:
+        """The ``wanted`` judges most like ``image_feature``, leaving out those in ``skip`` (at most ``len(skip)``
+        of them) and ``exclude`` with its turned copies; the bank is searched with room for all of them."""
+        found = self.judges.search(image_feature, wanted + len(skip) + self.settings.judge_turns)[0]
+        return [judge_id for judge_id, _ in found if judge_id not in skip and part_of(judge_id) != exclude][:wanted]
 
     def steady_references(self) -> int:
         """|R| once warm: the full window plus ``judges_per_frame`` judges (as many as the bank can give)."""

@@ -8,7 +8,7 @@ W newer ones have been admitted, or at once when an operator confirms them defec
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterator, Sequence
 
 import torch
 
@@ -35,6 +35,10 @@ class RollingWindow:
 
     def __contains__(self, frame_id: object) -> bool:
         return frame_id in self._slots
+
+    def __iter__(self) -> Iterator[str]:
+        """Frame ids, oldest first."""
+        return iter(self._slots)
 
     @property
     def ids(self) -> list[str]:
