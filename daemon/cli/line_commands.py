@@ -191,7 +191,7 @@ def demo_command(
     So that its decisions are calibrated and final within the run, the demo seeds the line with DEMO_JUDGES
     synthetic good parts (in the line's folder) and uses a 16-frame window with 8 judges per frame: the band
     calibrates from the judges once the window is full or 32 frames have passed and the line has scored them
-    (final from the 29th frame on 2 quiet CPU cores). It scores at DEMO_IMAGE_SIZE px, below the backbone's own
+    (final from about the 30th frame on 2 quiet CPU cores). It scores at DEMO_IMAGE_SIZE px, below the backbone's own
     size, so that the seeds are scored within its 60 frames on a CPU.
     MUSC_* variables you set yourself take precedence.
     """
